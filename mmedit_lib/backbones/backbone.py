@@ -1,0 +1,204 @@
+"""The Backbone: a BLIP-2-class model with its tokenizer and image processor, and what editors need.
+
+    >>> bb = load_backbone("tiny-blip2-opt")                                   # doctest: +SKIP
+    >>> q = Query(image=img, prompt=bb.vqa_prompt("what color is the circle ?"), target="red")
+    >>> bb.greedy([q])                                                        # doctest: +SKIP
+    ['blue']
+    >>> logits, target_ids = bb.target_logits([q])[0]                        # doctest: +SKIP
+
+Inputs are `[<image>] * num_query_tokens + <s> + prompt + target`; a query without an image goes through the
+language model alone (the papers' T-Locality "removes the visual module"). The image-token embeddings are
+replaced by the projected Q-Former outputs exactly as `Blip2ForConditionalGeneration.forward` does
+(tests check the logits agree).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from PIL import Image
+
+from .sites import site_path
+
+
+@dataclasses.dataclass
+class Query:
+    """One model input: an image (PIL, a processed (3,H,W) tensor, or None), a prompt, and an optional target."""
+    image: Image.Image | torch.Tensor | None
+    prompt: str
+    target: str | None = None
+
+
+@dataclasses.dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L), left-padded
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    pixel_values: torch.Tensor | None  # (n_images, 3, H, W) for the rows that have an image
+    target_slices: list[slice]  # positions of each row's target tokens in the sequence
+    target_ids: list[torch.Tensor]
+
+
+class Backbone:
+    def __init__(self, name: str, model, tokenizer, image_processor, family: str,
+                 vqa_template: str = "question : {} short answer :", add_eos_to_target: bool = False):
+        self.name = name
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.family = family
+        self.vqa_template = vqa_template
+        self.add_eos_to_target = add_eos_to_target
+        self.num_query_tokens = model.config.num_query_tokens
+        self.image_token_id = model.config.image_token_id
+
+    # ---- structure -------------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return self.model.config.text_config.num_hidden_layers
+
+    def stack_depth(self, site: str) -> int:
+        """Layers in the stack a site belongs to (vision encoder, Q-Former or language decoder)."""
+        config = self.model.config
+        if site.startswith("vision"):
+            return config.vision_config.num_hidden_layers
+        if site.startswith("qformer"):
+            return config.qformer_config.num_hidden_layers
+        return self.n_layers
+
+    def site(self, site: str, layer: int | None = None) -> str:
+        return site_path(self.family, site, layer, self.stack_depth(site))
+
+    def module(self, site: str, layer: int | None = None) -> torch.nn.Module:
+        return self.model.get_submodule(self.site(site, layer))
+
+    @property
+    def decoder_layers(self) -> torch.nn.ModuleList:
+        return self.model.get_submodule(self.site("layers"))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def vqa_prompt(self, question: str) -> str:
+        return self.vqa_template.format(question)
+
+    def pixel_values(self, images) -> torch.Tensor:
+        tensors = [img for img in images if isinstance(img, torch.Tensor)]
+        if len(tensors) == len(images):
+            return torch.stack(tensors)
+        pil = [img.convert("RGB") if isinstance(img, Image.Image) else img for img in images]
+        return torch.stack([p if isinstance(p, torch.Tensor) else
+                            self.image_processor(images=p, return_tensors="pt")["pixel_values"][0] for p in pil])
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def target_ids(self, target: str) -> list[int]:
+        ids = self._ids(" " + target.strip())
+        return ids + [self.tokenizer.eos_token_id] if self.add_eos_to_target else ids
+
+    def encode(self, queries: list[Query]) -> Batch:
+        rows, slices, targets, images = [], [], [], []
+        for q in queries:
+            prefix = [self.image_token_id] * self.num_query_tokens if q.image is not None else []
+            if q.image is not None:
+                images.append(q.image)
+            prompt = prefix + [self.tokenizer.bos_token_id] + self._ids(q.prompt)
+            target = self.target_ids(q.target) if q.target is not None else []
+            rows.append(prompt + target)
+            targets.append(torch.tensor(target, dtype=torch.long))
+            slices.append((len(prompt), len(target)))
+        width = max(map(len, rows))
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+        attention_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+        target_slices = [slice(width - len(r) + start, width - len(r) + start + n)
+                         for r, (start, n) in zip(rows, slices)]
+        pixel_values = self.pixel_values(images) if images else None
+        return Batch(input_ids, attention_mask, position_ids, pixel_values, target_slices, targets)
+
+    def input_embeddings(self, batch: Batch, image_features: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with the image tokens replaced by projected Q-Former outputs."""
+        device = self.device
+        embeds = self.model.get_input_embeddings()(batch.input_ids.to(device))
+        if batch.pixel_values is not None or image_features is not None:
+            if image_features is None:
+                image_features = self.image_features(batch.pixel_values)
+            mask = (batch.input_ids == self.image_token_id).unsqueeze(-1).to(device)
+            embeds = embeds.masked_scatter(mask, image_features.to(embeds.dtype))
+        return embeds
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(n, num_query_tokens, d_lm): the language-model inputs an image contributes."""
+        param = next(self.model.vision_model.parameters())
+        out = self.model.get_image_features(pixel_values=pixel_values.to(param.device, param.dtype), return_dict=True)
+        return out.pooler_output
+
+    # ---- forward passes --------------------------------------------------------------------------
+    def logits(self, batch: Batch) -> torch.Tensor:
+        embeds = self.input_embeddings(batch)
+        out = self.model.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask.to(self.device),
+                                        position_ids=batch.position_ids.to(self.device), use_cache=False)
+        return out.logits
+
+    def target_logits(self, queries: list[Query]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per query, (logits predicting each target token (T, V), target ids (T,)), teacher-forced."""
+        batch = self.encode(queries)
+        logits = self.logits(batch)
+        result = []
+        for row, (sl, tgt) in enumerate(zip(batch.target_slices, batch.target_ids)):
+            shifted = slice(sl.start - 1, sl.stop - 1)  # the logit at t predicts the token at t + 1
+            result.append((logits[row, shifted], tgt.to(logits.device)))
+        return result
+
+    def loss(self, queries: list[Query]) -> torch.Tensor:
+        """Mean negative log-likelihood of the target tokens (each query weighted by its token count)."""
+        pairs = self.target_logits(queries)
+        logits = torch.cat([lg for lg, _ in pairs])
+        targets = torch.cat([t for _, t in pairs])
+        return torch.nn.functional.cross_entropy(logits.float(), targets)
+
+    @torch.no_grad()
+    def greedy(self, queries: list[Query], max_new_tokens: int = 12) -> list[str]:
+        """Greedy answers (decoded, stripped), stopping at </s>; uses the KV cache."""
+        batch = self.encode([dataclasses.replace(q, target=None) for q in queries])
+        device = self.device
+        embeds = self.input_embeddings(batch)
+        mask = batch.attention_mask.to(device)
+        positions = batch.position_ids.to(device)
+        lm = self.model.language_model
+        out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
+        eos = self.tokenizer.eos_token_id
+        done = torch.zeros(len(queries), dtype=torch.bool, device=device)
+        generated = []
+        for _ in range(max_new_tokens):
+            token = out.logits[:, -1].argmax(-1)
+            token = torch.where(done, torch.full_like(token, eos), token)
+            generated.append(token)
+            done |= token == eos
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+            out = lm(inputs_embeds=self.model.get_input_embeddings()(token[:, None]), attention_mask=mask,
+                     position_ids=positions, past_key_values=out.past_key_values, use_cache=True)
+        ids = torch.stack(generated, 1).tolist()
+        texts = []
+        for row in ids:
+            row = row[:row.index(eos)] if eos in row else row
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer (names, dtypes, shapes, bytes): equal hash = bit-identical state."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict(keep_vars=False).items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

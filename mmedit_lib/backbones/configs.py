@@ -1,0 +1,45 @@
+"""Configurations of the tiny backbones: the real BLIP-2 classes at toy size.
+
+    >>> from mmedit_lib.backbones.configs import tiny_blip2_config
+    >>> cfg = tiny_blip2_config("opt", vocab_size=500)
+    >>> cfg.text_config.model_type, cfg.num_query_tokens
+    ('opt', 8)
+
+Pitfalls of transformers 5.23 handled here: the vision initializer_range defaults to 1e-10, OPT needs
+word_embed_proj_dim == hidden_size, every dropout is set to 0.
+"""
+from __future__ import annotations
+
+from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, LlamaConfig, OPTConfig
+
+IMAGE_SIZE = 64
+PATCH_SIZE = 8
+NUM_QUERY_TOKENS = 8
+HIDDEN = 128
+MAX_POSITIONS = 1024  # 40 short demonstrations + image tokens + query fit (UniKE Fig. 4a goes to 40)
+PAD_ID, EOS_ID, BOS_ID, IMAGE_ID = 0, 1, 2, 3
+
+
+def tiny_blip2_config(family: str, vocab_size: int, n_layers: int = 4) -> Blip2Config:
+    vision = Blip2VisionConfig(hidden_size=HIDDEN, intermediate_size=4 * HIDDEN, num_hidden_layers=3,
+                               num_attention_heads=4, image_size=IMAGE_SIZE, patch_size=PATCH_SIZE,
+                               initializer_range=0.02, attention_dropout=0.0)
+    qformer = Blip2QFormerConfig(hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=4 * HIDDEN, encoder_hidden_size=HIDDEN, vocab_size=8,
+                                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                 cross_attention_frequency=1, initializer_range=0.02)
+    special = dict(pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID)
+    if family == "opt":
+        text = OPTConfig(vocab_size=vocab_size, hidden_size=HIDDEN, num_hidden_layers=n_layers, ffn_dim=4 * HIDDEN,
+                         num_attention_heads=4, max_position_embeddings=MAX_POSITIONS, word_embed_proj_dim=HIDDEN,
+                         dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, layerdrop=0.0,
+                         tie_word_embeddings=True, **special)
+    elif family == "llama":
+        text = LlamaConfig(vocab_size=vocab_size, hidden_size=HIDDEN, intermediate_size=3 * HIDDEN,
+                           num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=4,
+                           max_position_embeddings=MAX_POSITIONS, attention_dropout=0.0, tie_word_embeddings=True,
+                           **special)
+    else:
+        raise ValueError(f"unknown decoder family {family!r}; expected 'opt' or 'llama'")
+    return Blip2Config(vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), text_config=text.to_dict(),
+                       num_query_tokens=NUM_QUERY_TOKENS, image_token_index=IMAGE_ID)

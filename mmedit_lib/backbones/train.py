@@ -1,0 +1,233 @@
+"""Deterministic two-stage training of the tiny backbones on the embedded world.
+
+    >>> from mmedit_lib.backbones.train import TrainConfig, train_tiny_backbone
+    >>> model, tokenizer, log = train_tiny_backbone("opt", TrainConfig(seed=0))   # doctest: +SKIP
+
+Stage 1 (as BLIP-2 pre-trains its vision side): the ViT, the Q-Former and the query tokens learn with
+classification heads on what the world knows — query i (i < 4) describes grid slot i (present, colour, shape, size),
+query 4 the background and object count, queries 5-6 the landmark identity, and every ViT patch its colour.
+Stage 2: the vision side is frozen (its Q-Former outputs are computed once), and the language projection and the
+language model learn the corpus generatively (VQA, captions, text QA, in-context knowledge), loss on answers.
+Single-threaded and seeded: the same seed gives the same losses, step for step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..world.corpus import make_corpus, vocabulary
+from ..world.labels import IGNORE, LABEL_SIZES, patch_colors, scene_labels
+from ..world.render import render
+from ..world.world import World
+from .configs import BOS_ID, EOS_ID, IMAGE_ID, PAD_ID, PATCH_SIZE, tiny_blip2_config
+from .tokenizer import build_word_tokenizer
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    seed: int = 0
+    world_seed: int = 0
+    n_images: int = 8000
+    n_examples: int = 30000
+    stage1_steps: int = 500
+    stage1_batch: int = 48
+    stage1_lr: float = 1e-3
+    stage2_epochs: float = 1.0
+    stage2_tokens_per_batch: int = 2048
+    stage2_lr: float = 2e-3
+    n_layers: int = 4
+    max_stage2_steps: int | None = None  # cap, for tests
+
+
+def images_to_pixels(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalized float (N, 3, H, W), identical to the saved BlipImageProcessorPil."""
+    return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
+
+
+def _init_model(family: str, vocab_size: int, cfg: TrainConfig):
+    from transformers import Blip2ForConditionalGeneration
+    torch.manual_seed(cfg.seed)
+    model = Blip2ForConditionalGeneration(tiny_blip2_config(family, vocab_size, cfg.n_layers))
+    with torch.no_grad():  # transformers leaves query_tokens at zero: identical queries, exploding gradients
+        model.query_tokens.normal_(0.0, 0.02)
+    return model
+
+
+class VisionHeads(nn.Module):
+    def __init__(self, hidden: int, n_entities: int):
+        super().__init__()
+        self.slot = nn.Linear(hidden, sum(LABEL_SIZES[k] for k in ("present", "color", "shape", "size")))
+        self.global_ = nn.Linear(hidden, LABEL_SIZES["background"] + LABEL_SIZES["count"])
+        self.entity = nn.Linear(hidden, n_entities + 1)
+        self.patch = nn.Linear(hidden, LABEL_SIZES["patch"])
+
+    def loss(self, query_out, patch_out, labels) -> torch.Tensor:
+        ce = lambda logits, y: nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                           ignore_index=IGNORE)
+        slot_logits = self.slot(query_out[:, :4]).split([LABEL_SIZES[k] for k in ("present", "color", "shape",
+                                                                                  "size")], dim=-1)
+        loss = sum(ce(lg, labels[k]) for lg, k in zip(slot_logits, ("present", "color", "shape", "size")))
+        bg, count = self.global_(query_out[:, 4]).split([LABEL_SIZES["background"], LABEL_SIZES["count"]], -1)
+        loss = loss + ce(bg, labels["background"]) + ce(count, labels["count"])
+        loss = loss + ce(self.entity(query_out[:, 5]), labels["entity"]) + ce(self.entity(query_out[:, 6]),
+                                                                                labels["entity"])
+        return loss + ce(self.patch(patch_out), labels["patch"])
+
+
+def _vision_outputs(model, pixels):
+    vision = model.vision_model(pixel_values=pixels, return_dict=True).last_hidden_state
+    query = model.qformer(query_embeds=model.query_tokens.expand(len(pixels), -1, -1), encoder_hidden_states=vision,
+                          encoder_attention_mask=torch.ones(vision.shape[:2], dtype=torch.long),
+                          return_dict=True).last_hidden_state
+    return vision, query
+
+
+def train_stage1(model, world: World, scenes, images: np.ndarray, cfg: TrainConfig, log: dict) -> None:
+    entity_index = {e.name: i for i, e in enumerate(world.entities)}
+    per_image = [scene_labels(s, entity_index) for s, _ in scenes]
+    labels = {k: torch.from_numpy(np.stack([p[k] for p in per_image])) for k in per_image[0]}
+    labels["patch"] = torch.from_numpy(np.stack([patch_colors(img, PATCH_SIZE) for img in images]))
+    pixels = images_to_pixels(images)
+    heads = VisionHeads(model.config.qformer_config.hidden_size, len(world.entities))
+    params = list(model.vision_model.parameters()) + list(model.qformer.parameters()) + [model.query_tokens]
+    optimizer = torch.optim.AdamW(params + list(heads.parameters()), lr=cfg.stage1_lr, weight_decay=0.01)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    losses = log.setdefault("stage1_loss", [])
+    for step in tqdm(range(cfg.stage1_steps), desc="stage 1 (vision)", mininterval=5):
+        idx = torch.randint(len(images), (cfg.stage1_batch,), generator=rng)
+        lr_scale = min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / cfg.stage1_steps))
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.stage1_lr * lr_scale
+        vision, query = _vision_outputs(model, pixels[idx])
+        loss = heads.loss(query, vision[:, 1:], {k: v[idx] for k, v in labels.items()})
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(round(loss.item(), 6))
+
+
+def _tokenize_examples(examples, tokenizer, n_query: int):
+    """Each example -> (ids, loss mask, image id) with [<image>]*n_query + <s> + turns + </s>."""
+    encoded = []
+    cache: dict[str, list[int]] = {}
+
+    def ids(text):
+        if text not in cache:
+            cache[text] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return cache[text]
+
+    for ex in examples:
+        seq = ([IMAGE_ID] * n_query if ex["image"] is not None else []) + [BOS_ID]
+        mask = [0] * len(seq)
+        for text, answer in ex["turns"]:
+            seq += ids(text)
+            mask += [0] * len(ids(text))
+            seq += ids(answer)
+            mask += [1] * len(ids(answer))
+        seq.append(EOS_ID)
+        mask.append(1)
+        encoded.append((seq, mask, ex["image"]))
+    return encoded
+
+
+def _token_budget_batches(encoded, budget: int, rng: random.Random):
+    """Batches of similar length whose padded size stays within `budget` tokens, in a shuffled order."""
+    order = list(range(len(encoded)))
+    rng.shuffle(order)
+    batches = []
+    chunk = 4096
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: len(encoded[i][0]))
+        batch: list[int] = []
+        for i in part:
+            width = max([len(encoded[j][0]) for j in batch] + [len(encoded[i][0])])
+            if batch and width * (len(batch) + 1) > budget:
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            batches.append(batch)
+    rng.shuffle(batches)
+    return batches
+
+
+def train_stage2(model, query_outputs: torch.Tensor, encoded, cfg: TrainConfig, log: dict) -> None:
+    lm, projection = model.language_model, model.language_projection
+    params = list(lm.parameters()) + list(projection.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.stage2_lr, weight_decay=0.01)
+    rng = random.Random(f"stage2-{cfg.seed}")
+    batches = []
+    for _ in range(math.ceil(cfg.stage2_epochs)):
+        batches += _token_budget_batches(encoded, cfg.stage2_tokens_per_batch, rng)
+    batches = batches[:int(len(batches) * cfg.stage2_epochs / math.ceil(cfg.stage2_epochs))]
+    if cfg.max_stage2_steps is not None:
+        batches = batches[:cfg.max_stage2_steps]
+    losses = log.setdefault("stage2_loss", [])
+    embed = lm.get_input_embeddings()
+    for step, batch in enumerate(tqdm(batches, desc="stage 2 (language)", mininterval=5)):
+        lr_scale = min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / len(batches))))
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.stage2_lr * lr_scale
+        width = max(len(encoded[i][0]) for i in batch)
+        ids = torch.full((len(batch), width), PAD_ID, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        loss_mask = torch.zeros((len(batch), width), dtype=torch.bool)
+        for row, i in enumerate(batch):
+            seq, lm_mask, _ = encoded[i]
+            ids[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
+            loss_mask[row, :len(seq)] = torch.tensor(lm_mask, dtype=torch.bool)
+        embeds = embed(ids)
+        image_rows = [i for i in batch if encoded[i][2] is not None]
+        if image_rows:
+            feats = projection(query_outputs[[encoded[i][2] for i in image_rows]])
+            embeds = embeds.masked_scatter((ids == IMAGE_ID).unsqueeze(-1), feats)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        logits = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False).logits
+        shift_logits, shift_labels = logits[:, :-1], ids[:, 1:]
+        selected = loss_mask[:, 1:]
+        loss = nn.functional.cross_entropy(shift_logits[selected], shift_labels[selected])
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        losses.append(round(loss.item(), 6))
+
+
+def render_corpus_images(scenes) -> np.ndarray:
+    return np.stack([np.asarray(render(scene, layout)) for scene, layout in scenes])
+
+
+def train_tiny_backbone(family: str, cfg: TrainConfig):
+    """Train a tiny BLIP-2 with an `opt` or `llama` decoder; returns (model, tokenizer, log)."""
+    torch.manual_seed(cfg.seed)
+    started = time.time()
+    world = World(cfg.world_seed)
+    tokenizer = build_word_tokenizer(vocabulary(world))
+    scenes, examples = make_corpus(world, cfg.n_images, cfg.n_examples, seed=cfg.seed)
+    images = render_corpus_images(scenes)
+    model = _init_model(family, len(tokenizer), cfg)
+    log: dict = {"config": dataclasses.asdict(cfg), "family": family}
+    model.train()
+    train_stage1(model, world, scenes, images, cfg, log)
+    log["stage1_seconds"] = round(time.time() - started, 1)
+    for p in list(model.vision_model.parameters()) + list(model.qformer.parameters()) + [model.query_tokens]:
+        p.requires_grad_(False)
+    with torch.no_grad():
+        pixels = images_to_pixels(images)
+        query_outputs = torch.cat([_vision_outputs(model, pixels[i:i + 512])[1] for i in range(0, len(pixels), 512)])
+    encoded = _tokenize_examples(examples, tokenizer, model.config.num_query_tokens)
+    train_stage2(model, query_outputs, encoded, cfg, log)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    log["total_seconds"] = round(time.time() - started, 1)
+    return model, tokenizer, log

@@ -1,0 +1,116 @@
+"""Command line: `python -m mmedit_lib {world,train-backbone,validate} ...`.
+
+    $ python -m mmedit_lib world --out results/world/tiny-blip2-opt --seed 0 --backbone tiny-blip2-opt
+    $ python -m mmedit_lib train-backbone tiny-minigpt4 --seed 0
+    $ python -m mmedit_lib validate tests/fixtures/mmedit_vqa_eval_sample.json --image-root /data/mmedit
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _threads(n: int | None) -> None:
+    import torch
+    n = n or int(os.environ.get("MMEDIT_THREADS", "1"))
+    torch.set_num_threads(n)  # deliberate: a busy core makes multithreaded torch ~100x slower here
+
+
+def cmd_world(args) -> int:
+    from .world.writer import CaseSizes, write_cases, write_world
+    out = Path(args.out)
+    started = time.time()
+    world = write_world(out, seed=args.seed)
+    print(f"world seed {args.seed}: {len(world.entities)} entities, {len(world.text_facts())} text facts, "
+          f"corpus written to {out / 'corpus'} ({time.time() - started:.1f}s)")
+    if args.backbone:
+        from .backbones.registry import load_backbone
+        from .backbones.report import answer_fn
+        bb = load_backbone(args.backbone, path=args.backbone_path)
+        sizes = CaseSizes.smoke() if args.smoke else CaseSizes(
+            args.n_vqa_eval, args.n_vqa_train, args.n_caption_eval, args.n_caption_train,
+            args.n_okedit_eval, args.n_okedit_train)
+        summary = write_cases(out, world, answer_fn(bb), bb.vqa_template, sizes, bb.name)
+        print(f"edit cases for {bb.name} ({time.time() - started:.1f}s); competent kinds: "
+              f"{', '.join(summary['competent_kinds'])}")
+        for split, counts in summary["counts"].items():
+            print(f"  {split}: " + ", ".join(f"{task} {sum(c.values())}" for task, c in counts.items()))
+    return 0
+
+
+def cmd_train_backbone(args) -> int:
+    from .backbones.registry import get_spec, load_backbone, save_tiny_backbone
+    from .backbones.report import evaluate_backbone, format_report
+    from .backbones.train import TrainConfig, train_tiny_backbone
+    from .paths import BACKBONES_DIR
+    from .world.world import World
+    spec = get_spec(args.name)
+    if not spec.tiny:
+        print(f"error: {args.name} is a full-size checkpoint; only tiny backbones are trained here", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else BACKBONES_DIR / args.name
+    cfg = TrainConfig(seed=args.seed, world_seed=args.world_seed)
+    if args.max_stage2_steps is not None:
+        cfg.max_stage2_steps = args.max_stage2_steps
+    model, tokenizer, log = train_tiny_backbone(spec.family, cfg)
+    save_tiny_backbone(out, model, tokenizer)
+    log_path = out / "training_log.json"
+    log_path.write_text(json.dumps(log) + "\n")
+    print(f"trained {args.name} in {log['total_seconds']}s -> {out}")
+    if not args.no_report:
+        bb = load_backbone(args.name, path=out)
+        report = evaluate_backbone(bb, World(args.world_seed))
+        report["training_seconds"] = log["total_seconds"]
+        report["seed"] = args.seed
+        (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        print(format_report(report))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .data.validate import validate_file
+    report = validate_file(args.file, image_root=args.image_root)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mmedit_lib", description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default $MMEDIT_THREADS or 1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("world", help="generate the embedded world (and a backbone's edit cases)")
+    w.add_argument("--out", required=True)
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--backbone", help="also build edit cases from this backbone's errors")
+    w.add_argument("--backbone-path", help="local folder of the backbone (default: the registry's)")
+    w.add_argument("--smoke", action="store_true", help="a handful of cases per split (seconds)")
+    for name, default in [("vqa-eval", 1000), ("vqa-train", 3000), ("caption-eval", 500), ("caption-train", 3000),
+                          ("okedit-eval", 1000), ("okedit-train", 1000)]:
+        w.add_argument(f"--n-{name}", type=int, default=default)
+    w.set_defaults(func=cmd_world)
+
+    t = sub.add_parser("train-backbone", help="train a tiny backbone on the world and write its report")
+    t.add_argument("name")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--world-seed", type=int, default=0)
+    t.add_argument("--out", help="output folder (default results/backbones/NAME)")
+    t.add_argument("--max-stage2-steps", type=int, default=None)
+    t.add_argument("--no-report", action="store_true")
+    t.set_defaults(func=cmd_train_backbone)
+
+    v = sub.add_parser("validate", help="check a MMEdit/OKEDIT JSON file and its images")
+    v.add_argument("file")
+    v.add_argument("--image-root", help="folder the image paths are relative to (default: found from the file)")
+    v.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _threads(args.threads)
+    return args.func(args)

@@ -1,0 +1,50 @@
+"""Supervision targets for the vision side (stage 1 of backbone training), read off the scene specs.
+
+    >>> from mmedit_lib.world.labels import LABEL_SIZES
+    >>> LABEL_SIZES["shape"]
+    5
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .facts import BACKGROUNDS, OBJECT_COLORS, SHAPES, SIZES
+from .scenes import EntityScene, ShapeScene
+
+BACKGROUND_CLASSES = sorted(BACKGROUNDS) + ["tint"]
+COLOR_NAMES = sorted(OBJECT_COLORS)
+LABEL_SIZES = {"present": 2, "color": len(COLOR_NAMES), "shape": len(SHAPES), "size": len(SIZES),
+               "background": len(BACKGROUND_CLASSES), "count": 5, "patch": len(COLOR_NAMES) + 1}
+IGNORE = -100
+
+
+def scene_labels(scene, entity_index: dict[str, int]) -> dict[str, np.ndarray]:
+    """Per-slot object attributes, background, object count and entity identity (len(entity_index) = none)."""
+    slots = {k: np.full(4, IGNORE, dtype=np.int64) for k in ("present", "color", "shape", "size")}
+    labels = {"background": IGNORE, "count": IGNORE, "entity": len(entity_index)}
+    if isinstance(scene, ShapeScene):
+        slots["present"][:] = 0
+        for o in scene.objects:
+            slots["present"][o.slot] = 1
+            slots["color"][o.slot] = COLOR_NAMES.index(o.color)
+            slots["shape"][o.slot] = SHAPES.index(o.shape)
+            slots["size"][o.slot] = SIZES.index(o.size)
+        labels["background"] = BACKGROUND_CLASSES.index(scene.background)
+        labels["count"] = len(scene.objects)
+    elif isinstance(scene, EntityScene):
+        labels["background"] = BACKGROUND_CLASSES.index(scene.background)
+        labels["entity"] = entity_index[scene.entity.name]
+    out = {k: v for k, v in slots.items()}
+    out.update({k: np.int64(v) for k, v in labels.items()})
+    return out
+
+
+_PALETTE = np.array([OBJECT_COLORS[c] for c in COLOR_NAMES], dtype=np.int16)
+
+
+def patch_colors(image: np.ndarray, patch: int) -> np.ndarray:
+    """Colour class of each patch's centre pixel (object colours, else 'other'), row-major."""
+    centres = image[patch // 2::patch, patch // 2::patch].astype(np.int16)  # (h, w, 3)
+    match = (np.abs(centres[:, :, None, :] - _PALETTE[None, None]).sum(-1) == 0)  # (h, w, n_colors)
+    cls = np.where(match.any(-1), match.argmax(-1), len(COLOR_NAMES))
+    return cls.reshape(-1).astype(np.int64)

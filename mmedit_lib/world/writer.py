@@ -1,0 +1,116 @@
+"""Write a world to disk: its facts, the backbones' training corpus, and (given a backbone) its edit cases.
+
+    >>> write_world("results/world/tiny-blip2-opt", seed=0)                                   # doctest: +SKIP
+    >>> write_cases("results/world/tiny-blip2-opt", World(0), answer_fn, template, sizes)     # doctest: +SKIP
+
+Layout of the output folder (it is also the image root of every record):
+    world.json, text_facts.json, corpus/examples.jsonl, corpus/scenes.jsonl, corpus/images/*.png
+    vqa/{train,eval}.json, caption/{train,eval}.json, okedit/{train,eval}.json, cases.json (per-kind accuracy,
+    competent kinds, counts), images/{vqa,caption,okedit,mloc}/*.png
+Every file is written to a temporary name and renamed, so an interrupted run leaves no half-written file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from .cases import (ImageStore, build_caption_cases, build_okedit_cases, build_vqa_cases, category_counts,
+                    competent, kind_accuracy)
+from .corpus import make_corpus, scene_to_json, vocabulary
+from .facts import COUNTRIES
+from .questions import QUESTION_KINDS
+from .render import png_bytes, render
+from .world import World
+
+CORPUS_IMAGES = 8000
+CORPUS_EXAMPLES = 30000
+
+
+@dataclasses.dataclass
+class CaseSizes:
+    vqa_eval: int = 1000
+    vqa_train: int = 3000
+    caption_eval: int = 500
+    caption_train: int = 3000
+    okedit_eval: int = 1000
+    okedit_train: int = 1000
+
+    @staticmethod
+    def smoke() -> "CaseSizes":
+        return CaseSizes(20, 20, 10, 10, 20, 10)
+
+
+def write_json(path: Path, data, indent: int | None = 1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_jsonl(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def world_description(world: World) -> dict:
+    return {
+        "seed": world.seed,
+        "entities": [{**e.facts, "lookalike": e.lookalike, "pattern": ["".join(map(str, r)) for r in e.pattern],
+                      "color": list(e.fg)} for e in world.entities],
+        "countries": [dataclasses.asdict(c) for c in COUNTRIES.values()],
+        "question_kinds": {k.name: {"domain": k.domain, "templates": list(k.templates),
+                                    "answers": list(world.answers(k.name)), "keeps": sorted(k.keeps)}
+                           for k in QUESTION_KINDS.values()},
+        "vocabulary": vocabulary(world),
+    }
+
+
+def write_world(out: str | Path, seed: int = 0, n_images: int = CORPUS_IMAGES,
+                n_examples: int = CORPUS_EXAMPLES) -> World:
+    """world.json, the text fact table and the training corpus (exactly what train-backbone trains on)."""
+    out = Path(out)
+    world = World(seed)
+    write_json(out / "world.json", world_description(world))
+    facts = [{"kind": kind, "question": world.ask_text(kind, subject, __import__("random").Random(0), 0).text,
+              "answer": QUESTION_KINDS[kind].answer(subject, {})} for kind, subject in world.text_facts()]
+    write_json(out / "text_facts.json", facts)
+    scenes, examples = make_corpus(world, n_images, n_examples, seed=seed)
+    write_jsonl(out / "corpus" / "scenes.jsonl", ({"image": f"corpus/images/{i:05d}.png", **scene_to_json(s)}
+                                                  for i, (s, _) in enumerate(scenes)))
+    write_jsonl(out / "corpus" / "examples.jsonl", examples)
+    image_dir = out / "corpus" / "images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for i, (scene, layout) in enumerate(scenes):
+        path = image_dir / f"{i:05d}.png"
+        if not path.exists():
+            path.write_bytes(png_bytes(render(scene, layout)))
+    return world
+
+
+def write_cases(out: str | Path, world: World, answer_fn, template: str, sizes: CaseSizes,
+                backbone_name: str) -> dict:
+    """Edit cases for one backbone (its errors / its known facts) and a summary of how they were chosen."""
+    out = Path(out)
+    store = ImageStore(out)
+    accuracy = kind_accuracy(world, answer_fn, template)
+    kinds = competent(accuracy, world)
+    if not kinds:
+        raise RuntimeError(f"{backbone_name} is not competent on any question kind: {accuracy}")
+    summary = {"backbone": backbone_name, "world_seed": world.seed, "kind_accuracy": accuracy,
+               "competent_kinds": kinds, "sizes": dataclasses.asdict(sizes), "counts": {}}
+    for split in ("eval", "train"):
+        vqa = build_vqa_cases(world, answer_fn, template, getattr(sizes, f"vqa_{split}"), split, kinds, store)
+        write_json(out / "vqa" / f"{split}.json", vqa)
+        cap = build_caption_cases(world, answer_fn, getattr(sizes, f"caption_{split}"), split, store)
+        write_json(out / "caption" / f"{split}.json", cap)
+        ok = build_okedit_cases(world, answer_fn, template, getattr(sizes, f"okedit_{split}"), split, kinds, store)
+        write_json(out / "okedit" / f"{split}.json", ok)
+        summary["counts"][split] = {"vqa": category_counts(vqa), "caption": category_counts(cap),
+                                    "okedit": category_counts(ok, "category")}
+    write_json(out / "cases.json", summary)
+    return summary
