@@ -1,4 +1,4 @@
-"""Command line: `python -m mmedit_lib {world,train-backbone,validate} ...`.
+"""Command line: `python -m mmedit_lib {world,train-backbone,report-backbone,validate} ...`.
 
     $ python -m mmedit_lib world --out results/world/tiny-blip2-opt --seed 0 --backbone tiny-blip2-opt
     $ python -m mmedit_lib train-backbone tiny-minigpt4 --seed 0
@@ -34,7 +34,9 @@ def cmd_world(args) -> int:
         sizes = CaseSizes.smoke() if args.smoke else CaseSizes(
             args.n_vqa_eval, args.n_vqa_train, args.n_caption_eval, args.n_caption_train,
             args.n_okedit_eval, args.n_okedit_train)
-        summary = write_cases(out, world, answer_fn(bb), bb.vqa_template, sizes, bb.name)
+        from .backbones.backbone import state_hash
+        summary = write_cases(out, world, answer_fn(bb), bb.vqa_template, sizes, bb.name,
+                              provenance={"backbone_state_sha256": state_hash(bb.model)})
         print(f"edit cases for {bb.name} ({time.time() - started:.1f}s); competent kinds: "
               f"{', '.join(summary['competent_kinds'])}")
         for split, counts in summary["counts"].items():
@@ -43,11 +45,9 @@ def cmd_world(args) -> int:
 
 
 def cmd_train_backbone(args) -> int:
-    from .backbones.registry import get_spec, load_backbone, save_tiny_backbone
-    from .backbones.report import evaluate_backbone, format_report
+    from .backbones.registry import get_spec, save_tiny_backbone
     from .backbones.train import TrainConfig, train_tiny_backbone
     from .paths import BACKBONES_DIR
-    from .world.world import World
     spec = get_spec(args.name)
     if not spec.tiny:
         print(f"error: {args.name} is a full-size checkpoint; only tiny backbones are trained here", file=sys.stderr)
@@ -62,12 +62,32 @@ def cmd_train_backbone(args) -> int:
     log_path.write_text(json.dumps(log) + "\n")
     print(f"trained {args.name} in {log['total_seconds']}s -> {out}")
     if not args.no_report:
-        bb = load_backbone(args.name, path=out)
-        report = evaluate_backbone(bb, World(args.world_seed))
-        report["training_seconds"] = log["total_seconds"]
-        report["seed"] = args.seed
-        (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        print(format_report(report))
+        write_report(args.name, out)
+    return 0
+
+
+def write_report(name: str, folder: Path) -> dict:
+    """Evaluate a trained tiny backbone on held-out world data; write folder/report.json and print it."""
+    import torch
+    from .backbones.registry import load_backbone
+    from .backbones.report import REPORT_N_PER_KIND, REPORT_SEED, evaluate_backbone, format_report
+    from .world.world import World
+    log = json.loads((folder / "training_log.json").read_text())
+    world_seed = log["config"]["world_seed"]
+    started = time.time()
+    report = evaluate_backbone(load_backbone(name, path=folder), World(world_seed))
+    report.update({"backbone": name, "world_seed": world_seed, "seed": log["config"]["seed"],
+                   "training_seconds": log["total_seconds"], "training_threads": log["threads"],
+                   "threads": torch.get_num_threads(), "n_per_kind": REPORT_N_PER_KIND, "report_seed": REPORT_SEED,
+                   "report_seconds": round(time.time() - started, 1)})
+    (folder / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(format_report(report))
+    return report
+
+
+def cmd_report_backbone(args) -> int:
+    from .backbones.registry import default_path
+    write_report(args.name, Path(args.path) if args.path else default_path(args.name))
     return 0
 
 
@@ -102,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-stage2-steps", type=int, default=None)
     t.add_argument("--no-report", action="store_true")
     t.set_defaults(func=cmd_train_backbone)
+
+    r = sub.add_parser("report-backbone", help="(re)write a tiny backbone's report.json from held-out world data")
+    r.add_argument("name")
+    r.add_argument("--path", help="the backbone's folder (default results/backbones/NAME)")
+    r.set_defaults(func=cmd_report_backbone)
 
     v = sub.add_parser("validate", help="check a MMEdit/OKEDIT JSON file and its images")
     v.add_argument("file")

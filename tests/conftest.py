@@ -23,3 +23,21 @@ def shipped():
             cache[name] = load_backbone(name)
         return cache[name]
     return get
+
+
+@pytest.fixture(scope="session")
+def smoke_world(shipped, tmp_path_factory):
+    """A small world folder with edit cases built from each shipped backbone's errors, by backbone name."""
+    from mmedit_lib.backbones.report import answer_fn
+    from mmedit_lib.world.writer import CaseSizes, write_cases, write_world
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            root = tmp_path_factory.mktemp(name)
+            world = write_world(root, seed=0, n_images=50, n_examples=100)
+            bb = shipped(name)
+            summary = write_cases(root, world, answer_fn(bb), bb.vqa_template, CaseSizes.smoke(), name)
+            cache[name] = (root, summary)
+        return cache[name]
+    return get

@@ -25,6 +25,8 @@ from .backbone import Backbone, Query
 
 from ..world.cases import M_LOC_KINDS
 IN_CONTEXT_DEMOS = (0, 8, 40)
+REPORT_N_PER_KIND = 150
+REPORT_SEED = 12345
 
 
 def _batched(fn, items, size):
@@ -63,7 +65,7 @@ def _in_context_prompt(world: World, rng: random.Random, n_demos: int, fact, new
     return (context + " " if context else "") + f"new fact : {fact.text} {new_answer} prompt : {query_text}"
 
 
-def evaluate_backbone(bb: Backbone, world: World, n_per_kind: int = 150, seed: int = 12345,
+def evaluate_backbone(bb: Backbone, world: World, n_per_kind: int = REPORT_N_PER_KIND, seed: int = REPORT_SEED,
                       batch_size: int = 64) -> dict:
     rng = random.Random(f"report-{world.seed}-{seed}")
     report: dict = {"per_kind": {}}

@@ -7,8 +7,11 @@ Stage 1 (as BLIP-2 pre-trains its vision side): the ViT, the Q-Former and the qu
 classification heads on what the world knows — query i (i < 4) describes grid slot i (present, colour, shape, size),
 query 4 the background and object count, queries 5-6 the landmark identity, and every ViT patch its colour.
 Stage 2: the vision side is frozen (its Q-Former outputs are computed once), and the language projection and the
-language model learn the corpus generatively (VQA, captions, text QA, in-context knowledge), loss on answers.
-Single-threaded and seeded: the same seed gives the same losses, step for step.
+language model learn the corpus generatively, loss on answers, in two phases: (A) knowledge — most of the short
+VQA, caption and text-QA examples, at a higher learning rate; (B) in-context — the IKE-style examples mixed with
+the remaining short ones, at a lower rate. Training both at once starved every skill: the counterfactual
+demonstrations contradict the facts until the model can copy, and copying only emerges after ~1.5k steps.
+Seeded: the same seed and thread count give the same losses, step for step (the log records the threads).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..world.corpus import make_corpus, vocabulary
+from ..world.corpus import CORPUS_EXAMPLES, CORPUS_IMAGES, make_corpus, vocabulary
 from ..world.labels import IGNORE, LABEL_SIZES, patch_colors, scene_labels
 from ..world.render import render
 from ..world.world import World
@@ -34,16 +37,20 @@ from .tokenizer import build_word_tokenizer
 class TrainConfig:
     seed: int = 0
     world_seed: int = 0
-    n_images: int = 8000
-    n_examples: int = 30000
-    stage1_steps: int = 500
+    n_images: int = CORPUS_IMAGES
+    n_examples: int = CORPUS_EXAMPLES
+    stage1_steps: int = 300
     stage1_batch: int = 48
     stage1_lr: float = 1e-3
     stage2_epochs: float = 1.0
-    stage2_tokens_per_batch: int = 2048
-    stage2_lr: float = 2e-3
+    stage2_tokens_per_batch: int = 1024  # more, smaller steps: copying emerges with optimizer steps (measured)
+    knowledge_share: float = 0.78  # phase A: this share of the short (VQA/caption/text) examples, alone
+    knowledge_epochs: float = 1.5
+    knowledge_lr: float = 1.5e-3
+    stage2_lr: float = 6e-4  # phase B (in-context + the rest): 2e-3 stalled copying and memorization (measured)
     n_layers: int = 4
-    max_stage2_steps: int | None = None  # cap, for tests
+    max_stage1_steps: int | None = None  # stop early (the schedule still spans stage1_steps), for tests
+    max_stage2_steps: int | None = None  # likewise; 0 skips stage 2
 
 
 def images_to_pixels(images: np.ndarray) -> torch.Tensor:
@@ -101,6 +108,8 @@ def train_stage1(model, world: World, scenes, images: np.ndarray, cfg: TrainConf
     rng = torch.Generator().manual_seed(cfg.seed)
     losses = log.setdefault("stage1_loss", [])
     for step in tqdm(range(cfg.stage1_steps), desc="stage 1 (vision)", mininterval=5):
+        if cfg.max_stage1_steps is not None and step >= cfg.max_stage1_steps:
+            break
         idx = torch.randint(len(images), (cfg.stage1_batch,), generator=rng)
         lr_scale = min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / cfg.stage1_steps))
         for group in optimizer.param_groups:
@@ -159,23 +168,26 @@ def _token_budget_batches(encoded, budget: int, rng: random.Random):
     return batches
 
 
-def train_stage2(model, query_outputs: torch.Tensor, encoded, cfg: TrainConfig, log: dict) -> None:
+def train_stage2(model, query_outputs: torch.Tensor, encoded, cfg: TrainConfig, log: dict, lr: float | None = None,
+                 phase: str = "stage 2", epochs: float | None = None) -> None:
     lm, projection = model.language_model, model.language_projection
     params = list(lm.parameters()) + list(projection.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.stage2_lr, weight_decay=0.01)
-    rng = random.Random(f"stage2-{cfg.seed}")
+    lr = cfg.stage2_lr if lr is None else lr
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    rng = random.Random(f"{phase}-{cfg.seed}")
+    epochs = cfg.stage2_epochs if epochs is None else epochs
     batches = []
-    for _ in range(math.ceil(cfg.stage2_epochs)):
+    for _ in range(math.ceil(epochs)):
         batches += _token_budget_batches(encoded, cfg.stage2_tokens_per_batch, rng)
-    batches = batches[:int(len(batches) * cfg.stage2_epochs / math.ceil(cfg.stage2_epochs))]
+    batches = batches[:int(len(batches) * epochs / math.ceil(epochs))]
     if cfg.max_stage2_steps is not None:
         batches = batches[:cfg.max_stage2_steps]
     losses = log.setdefault("stage2_loss", [])
     embed = lm.get_input_embeddings()
-    for step, batch in enumerate(tqdm(batches, desc="stage 2 (language)", mininterval=5)):
+    for step, batch in enumerate(tqdm(batches, desc=phase, mininterval=5)):
         lr_scale = min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / len(batches))))
         for group in optimizer.param_groups:
-            group["lr"] = cfg.stage2_lr * lr_scale
+            group["lr"] = lr * lr_scale
         width = max(len(encoded[i][0]) for i in batch)
         ids = torch.full((len(batch), width), PAD_ID, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -212,20 +224,30 @@ def train_tiny_backbone(family: str, cfg: TrainConfig):
     started = time.time()
     world = World(cfg.world_seed)
     tokenizer = build_word_tokenizer(vocabulary(world))
-    scenes, examples = make_corpus(world, cfg.n_images, cfg.n_examples, seed=cfg.seed)
+    scenes, examples = make_corpus(world, cfg.n_images, cfg.n_examples, seed=cfg.world_seed)  # = the written corpus
     images = render_corpus_images(scenes)
     model = _init_model(family, len(tokenizer), cfg)
-    log: dict = {"config": dataclasses.asdict(cfg), "family": family}
+    log: dict = {"config": dataclasses.asdict(cfg), "family": family, "threads": torch.get_num_threads(),
+                 "torch": torch.__version__}
     model.train()
     train_stage1(model, world, scenes, images, cfg, log)
     log["stage1_seconds"] = round(time.time() - started, 1)
+    if cfg.max_stage2_steps == 0:
+        model.eval()
+        return model, tokenizer, log
     for p in list(model.vision_model.parameters()) + list(model.qformer.parameters()) + [model.query_tokens]:
         p.requires_grad_(False)
     with torch.no_grad():
         pixels = images_to_pixels(images)
         query_outputs = torch.cat([_vision_outputs(model, pixels[i:i + 512])[1] for i in range(0, len(pixels), 512)])
     encoded = _tokenize_examples(examples, tokenizer, model.config.num_query_tokens)
-    train_stage2(model, query_outputs, encoded, cfg, log)
+    short = [e for e, ex in zip(encoded, examples) if ex["type"] != "in_context"]
+    in_context = [e for e, ex in zip(encoded, examples) if ex["type"] == "in_context"]
+    n_knowledge = int(len(short) * cfg.knowledge_share)
+    train_stage2(model, query_outputs, short[:n_knowledge], cfg, log, lr=cfg.knowledge_lr, phase="stage 2A (knowledge)",
+                 epochs=cfg.knowledge_epochs)
+    log["stage2a_steps"] = len(log["stage2_loss"])
+    train_stage2(model, query_outputs, in_context + short[n_knowledge:], cfg, log, phase="stage 2B (in-context)")
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()

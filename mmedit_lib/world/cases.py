@@ -32,7 +32,8 @@ CHUNK = 256
 
 
 class ImageStore:
-    """Writes PNGs under `root/images/<group>/` once; returns paths relative to `root` (the image root)."""
+    """Writes PNGs under `root/images/<group>/` (atomically, always: a rebuilt case never keeps a stale image);
+    returns paths relative to `root`, the image root."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -40,11 +41,10 @@ class ImageStore:
     def put(self, group: str, name: str, scene, layout) -> str:
         rel = f"images/{group}/{name}.png"
         path = self.root / rel
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(png_bytes(render(scene, layout)))
-            tmp.replace(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(png_bytes(render(scene, layout)))
+        tmp.replace(path)
         return rel
 
 

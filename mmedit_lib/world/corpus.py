@@ -20,18 +20,20 @@ from .scenes import EntityScene, Layout
 from .world import TEXT_PREFIX, World
 
 VQA_TEMPLATE = "question : {} short answer :"
-MIX = {"vqa": 0.42, "caption": 0.10, "text": 0.14, "in_context": 0.34}
+MIX = {"vqa": 0.41, "caption": 0.09, "text": 0.225, "in_context": 0.275}
 MAX_DEMOS = 40
+CORPUS_IMAGES = 8000  # the default corpus: what the shipped backbones were trained on
+CORPUS_EXAMPLES = 96000
 
 
 def _demo_count(rng: random.Random) -> int:
     """Mostly short contexts, some as long as 40 demonstrations (so long positions are trained)."""
     r = rng.random()
-    if r < 0.35:
+    if r < 0.50:
         return 0
-    if r < 0.70:
+    if r < 0.85:
         return rng.randint(1, 6)
-    if r < 0.90:
+    if r < 0.95:
         return rng.randint(7, 20)
     return rng.randint(21, MAX_DEMOS)
 

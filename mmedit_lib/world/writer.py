@@ -17,14 +17,12 @@ from pathlib import Path
 
 from .cases import (ImageStore, build_caption_cases, build_okedit_cases, build_vqa_cases, category_counts,
                     competent, kind_accuracy)
-from .corpus import make_corpus, scene_to_json, vocabulary
+from .corpus import CORPUS_EXAMPLES, CORPUS_IMAGES, make_corpus, scene_to_json, vocabulary
 from .facts import COUNTRIES
 from .questions import QUESTION_KINDS
 from .render import png_bytes, render
 from .world import World
 
-CORPUS_IMAGES = 8000
-CORPUS_EXAMPLES = 30000
 
 
 @dataclasses.dataclass
@@ -93,7 +91,7 @@ def write_world(out: str | Path, seed: int = 0, n_images: int = CORPUS_IMAGES,
 
 
 def write_cases(out: str | Path, world: World, answer_fn, template: str, sizes: CaseSizes,
-                backbone_name: str) -> dict:
+                backbone_name: str, provenance: dict | None = None) -> dict:
     """Edit cases for one backbone (its errors / its known facts) and a summary of how they were chosen."""
     out = Path(out)
     store = ImageStore(out)
@@ -102,7 +100,7 @@ def write_cases(out: str | Path, world: World, answer_fn, template: str, sizes: 
     if not kinds:
         raise RuntimeError(f"{backbone_name} is not competent on any question kind: {accuracy}")
     summary = {"backbone": backbone_name, "world_seed": world.seed, "kind_accuracy": accuracy,
-               "competent_kinds": kinds, "sizes": dataclasses.asdict(sizes), "counts": {}}
+               "competent_kinds": kinds, "sizes": dataclasses.asdict(sizes), "counts": {}, **(provenance or {})}
     for split in ("eval", "train"):
         vqa = build_vqa_cases(world, answer_fn, template, getattr(sizes, f"vqa_{split}"), split, kinds, store)
         write_json(out / "vqa" / f"{split}.json", vqa)
