@@ -6,7 +6,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
-from mmedit_lib.paths import BACKBONES_DIR, REPO_ROOT  # noqa: E402
+from mmedit_lib.paths import REPO_ROOT  # noqa: E402
 
 TINY = ["tiny-blip2-opt", "tiny-minigpt4"]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..metrics.accuracy import normalize_answer, token_accuracy
-from ..world.corpus import VQA_TEMPLATE, _demonstration, _vqa_question
+from ..world.corpus import demonstration, vqa_question
 from ..world.questions import (CAPTION_PROMPTS, N_PHRASINGS, QUESTION_KINDS, VQA_KINDS, ask, caption, rephrase)
 from ..world.render import render
 from ..world.scenes import Layout
@@ -39,7 +40,6 @@ def _batched(fn, items, size):
 def token_accuracies(bb: Backbone, queries: list[Query], batch_size: int = 64) -> list[float]:
     def run(chunk):
         return [token_accuracy(lg, t) for lg, t in bb.target_logits(chunk)]
-    import torch
     with torch.no_grad():
         return _batched(run, queries, batch_size)
 
@@ -60,7 +60,7 @@ def _held_out_vqa(world: World, kind: str, n: int, rng: random.Random):
 
 
 def _in_context_prompt(world: World, rng: random.Random, n_demos: int, fact, new_answer: str, query_text: str):
-    demos = [_demonstration(world, rng) for _ in range(n_demos)]
+    demos = [demonstration(world, rng) for _ in range(n_demos)]
     context = " ".join(f"{text} {answer}" for text, answer in demos)
     return (context + " " if context else "") + f"new fact : {fact.text} {new_answer} prompt : {query_text}"
 
@@ -129,7 +129,7 @@ def evaluate_backbone(bb: Backbone, world: World, n_per_kind: int = REPORT_N_PER
         queries, targets = [], []
         for _ in range(n_per_kind):
             scene, layout = world.sample_scene(rng), Layout.sample(rng)
-            fact = _vqa_question(world, scene, rng)
+            fact = vqa_question(world, scene, rng)
             new_answer = world.counterfactual(fact.kind, fact.answer, rng)
             other = rephrase(fact, scene, rng.choice([p for p in range(N_PHRASINGS) if p != fact.phrasing]))
             prompt = _in_context_prompt(world, rng, n_demos, fact, new_answer, other.text)

@@ -12,14 +12,13 @@ is `(images, prompts, max_new_tokens) -> answers`, so this module needs no model
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 from tqdm.auto import tqdm
 
 from ..metrics.accuracy import normalize_answer
-from .corpus import _vqa_question
 from .questions import CAPTION_PROMPTS, N_PHRASINGS, QUESTION_KINDS, VQA_KINDS, ask, caption, rephrase
 from .render import png_bytes, render
 from .scenes import Layout

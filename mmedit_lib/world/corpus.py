@@ -14,8 +14,11 @@ query, whose answer must be taken from the new fact when related and from the mo
 from __future__ import annotations
 
 import random
+import re
 
-from .questions import CAPTION_PROMPTS, N_PHRASINGS, QUESTION_KINDS, TEXT_KINDS, VQA_KINDS, ask, caption, rephrase
+from .facts import BACKGROUNDS, CENTURIES, COUNTRIES, KINDS, MATERIALS, NUMBER_WORDS, OBJECT_COLORS, SHAPES
+from .questions import PLURAL
+from .questions import CAPTION_PROMPTS, N_PHRASINGS, QUESTION_KINDS, VQA_KINDS, ask, caption, rephrase
 from .scenes import EntityScene, Layout
 from .world import TEXT_PREFIX, World
 
@@ -38,7 +41,7 @@ def _demo_count(rng: random.Random) -> int:
     return rng.randint(21, MAX_DEMOS)
 
 
-def _vqa_question(world: World, scene, rng: random.Random, exclude: str | None = None):
+def vqa_question(world: World, scene, rng: random.Random, exclude: str | None = None):
     """A random applicable VQA question about `scene` (never of kind `exclude`)."""
     domain = "entity" if isinstance(scene, EntityScene) else "shapes"
     kinds = [k for k in VQA_KINDS if k != exclude and QUESTION_KINDS[k].domain == domain]
@@ -57,7 +60,7 @@ def _other_phrasing(rng: random.Random, phrasing: int) -> int:
     return rng.choice([p for p in range(N_PHRASINGS) if p != phrasing])
 
 
-def _demonstration(world: World, rng: random.Random) -> list[str]:
+def demonstration(world: World, rng: random.Random) -> list[str]:
     """One `New Fact: q a Prompt: q' a'` demonstration, text only (as in IKE's prompts)."""
     fact, subject = _text_question(world, rng)
     new_answer = world.counterfactual(fact.kind, fact.answer, rng)
@@ -75,10 +78,10 @@ def _demonstration(world: World, rng: random.Random) -> list[str]:
 
 
 def _in_context(world: World, rng: random.Random, image_id: int, scene) -> dict:
-    demos = [_demonstration(world, rng) for _ in range(_demo_count(rng))]
+    demos = [demonstration(world, rng) for _ in range(_demo_count(rng))]
     visual = rng.random() < 0.7
     if visual:
-        fact = _vqa_question(world, scene, rng)
+        fact = vqa_question(world, scene, rng)
         subject = scene
     else:
         fact, subject = _text_question(world, rng)
@@ -89,7 +92,7 @@ def _in_context(world: World, rng: random.Random, image_id: int, scene) -> dict:
         query = rephrase(fact, subject, phrasing)
         prompt, answer = query.text, new_answer
     elif mode < 0.7 and visual:  # unrelated question about the same image
-        query = _vqa_question(world, scene, rng, exclude=fact.kind)
+        query = vqa_question(world, scene, rng, exclude=fact.kind)
         prompt, answer = query.text, query.answer
     elif mode < 0.8 and visual:  # same kind, other arguments when possible: a hard locality case
         query = ask(QUESTION_KINDS[fact.kind], scene, rng)
@@ -124,7 +127,7 @@ def make_corpus(world: World, n_images: int, n_examples: int, seed: int):
         image_id = rng.randrange(n_images)
         scene = scenes[image_id][0]
         if kind == "vqa":
-            q = _vqa_question(world, scene, rng)
+            q = vqa_question(world, scene, rng)
             examples.append({"type": "vqa", "image": image_id, "kind": q.kind,
                              "turns": [[VQA_TEMPLATE.format(q.text), q.answer]]})
         elif kind == "caption":
@@ -141,8 +144,6 @@ def make_corpus(world: World, n_images: int, n_examples: int, seed: int):
 
 def vocabulary(world: World) -> list[str]:
     """Every word the world can produce, in a fixed order (the tiny tokenizer's vocabulary)."""
-    from .facts import BACKGROUNDS, CENTURIES, COUNTRIES, KINDS, MATERIALS, NUMBER_WORDS, OBJECT_COLORS, SHAPES
-    import re
     texts = [VQA_TEMPLATE, TEXT_PREFIX, "new fact : prompt :", " ".join(CAPTION_PROMPTS),
              "a the and on in background big small top bottom left right"]
     for kind in QUESTION_KINDS.values():
@@ -153,7 +154,6 @@ def vocabulary(world: World) -> list[str]:
     for c in COUNTRIES.values():
         texts += [c.name, c.capital, c.language, c.continent, c.currency]
     texts += [e.name for e in world.entities]
-    from .questions import PLURAL
     texts += list(PLURAL.values())
     words: dict[str, None] = {}
     for text in texts:

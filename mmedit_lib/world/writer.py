@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from pathlib import Path
 
 from .cases import (ImageStore, build_caption_cases, build_okedit_cases, build_vqa_cases, category_counts,
@@ -74,7 +75,7 @@ def write_world(out: str | Path, seed: int = 0, n_images: int = CORPUS_IMAGES,
     out = Path(out)
     world = World(seed)
     write_json(out / "world.json", world_description(world))
-    facts = [{"kind": kind, "question": world.ask_text(kind, subject, __import__("random").Random(0), 0).text,
+    facts = [{"kind": kind, "question": world.ask_text(kind, subject, random.Random(0), phrasing=0).text,
               "answer": QUESTION_KINDS[kind].answer(subject, {})} for kind, subject in world.text_facts()]
     write_json(out / "text_facts.json", facts)
     scenes, examples = make_corpus(world, n_images, n_examples, seed=seed)
