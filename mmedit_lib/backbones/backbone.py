@@ -41,14 +41,13 @@ class Batch:
 
 class Backbone:
     def __init__(self, name: str, model, tokenizer, image_processor, family: str,
-                 vqa_template: str = "question : {} short answer :", add_eos_to_target: bool = False):
+                 vqa_template: str = "question : {} short answer :"):
         self.name = name
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.family = family
         self.vqa_template = vqa_template
-        self.add_eos_to_target = add_eos_to_target
         self.num_query_tokens = model.config.num_query_tokens
         self.image_token_id = model.config.image_token_id
 
@@ -96,8 +95,8 @@ class Backbone:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def target_ids(self, target: str) -> list[int]:
-        ids = self._ids(" " + target.strip())
-        return ids + [self.tokenizer.eos_token_id] if self.add_eos_to_target else ids
+        """The answer's own tokens, without </s> (as MMEdit's token accuracy counts them)."""
+        return self._ids(" " + target.strip())
 
     def encode(self, queries: list[Query]) -> Batch:
         rows, slices, targets, images = [], [], [], []
