@@ -17,14 +17,15 @@ from tqdm.auto import tqdm
 
 from ..metrics.accuracy import normalize_answer, token_accuracy
 from ..world.corpus import demonstration, vqa_question
-from ..world.questions import (CAPTION_PROMPTS, N_PHRASINGS, QUESTION_KINDS, VQA_KINDS, ask, caption, rephrase)
+from ..world.cases import M_LOC_KINDS
+from ..world.questions import (CAPTION_PROMPTS, QUESTION_KINDS, VQA_KINDS, ask, caption, other_phrasing,
+                               rephrase)
 from ..world.render import render
 from ..world.scenes import Layout
 from ..world.variants import rephrase_image
 from ..world.world import TEXT_PREFIX, World
 from .backbone import Backbone, Query
 
-from ..world.cases import M_LOC_KINDS
 IN_CONTEXT_DEMOS = (0, 8, 40)
 REPORT_N_PER_KIND = 150
 REPORT_SEED = 12345
@@ -52,7 +53,7 @@ def _held_out_vqa(world: World, kind: str, n: int, rng: random.Random):
     """n (scene, layout, question) triples of one kind on fresh scenes."""
     out = []
     while len(out) < n:
-        scene = world.sample_scene(rng, entity_share=1.0 if QUESTION_KINDS[kind].domain == "entity" else 0.0)
+        scene = world.sample_scene_for(kind, rng)
         q = ask(QUESTION_KINDS[kind], scene, rng)
         if q is not None:
             out.append((scene, Layout.sample(rng), q))
@@ -85,7 +86,7 @@ def evaluate_backbone(bb: Backbone, world: World, n_per_kind: int = REPORT_N_PER
             scene, layout, q = items[i]
             new_scene, new_layout = rephrase_image(scene, layout, QUESTION_KINDS[kind].keeps, rng)
             rerendered.append(Query(render(new_scene, new_layout), bb.vqa_prompt(q.text)))
-            other = rng.choice([p for p in range(N_PHRASINGS) if p != q.phrasing])
+            other = other_phrasing(rng, q.phrasing)
             rephrased.append(Query(images[i], bb.vqa_prompt(rephrase(q, scene, other).text)))
         img_same = [normalize_answer(a) == normalize_answer(items[i][2].answer)
                     for a, i in zip(greedy_answers(bb, rerendered, batch_size), correct)]
@@ -131,7 +132,7 @@ def evaluate_backbone(bb: Backbone, world: World, n_per_kind: int = REPORT_N_PER
             scene, layout = world.sample_scene(rng), Layout.sample(rng)
             fact = vqa_question(world, scene, rng)
             new_answer = world.counterfactual(fact.kind, fact.answer, rng)
-            other = rephrase(fact, scene, rng.choice([p for p in range(N_PHRASINGS) if p != fact.phrasing]))
+            other = rephrase(fact, scene, other_phrasing(rng, fact.phrasing))
             prompt = _in_context_prompt(world, rng, n_demos, fact, new_answer, other.text)
             queries.append(Query(render(scene, layout), prompt))
             targets.append(new_answer)

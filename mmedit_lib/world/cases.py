@@ -19,7 +19,8 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from ..metrics.accuracy import normalize_answer
-from .questions import CAPTION_PROMPTS, N_PHRASINGS, QUESTION_KINDS, VQA_KINDS, ask, caption, rephrase
+from .questions import (CAPTION_PROMPTS, N_PHRASINGS, QUESTION_KINDS, VQA_KINDS, ask, caption, other_phrasing,
+                        rephrase)
 from .render import png_bytes, render
 from .scenes import Layout
 from .variants import lookalike, rephrase_image
@@ -47,10 +48,6 @@ class ImageStore:
         return rel
 
 
-def _other_phrasing(rng, phrasing):
-    return rng.choice([p for p in range(N_PHRASINGS) if p != phrasing])
-
-
 def _locality(world: World, rng: random.Random, store: ImageStore, pool_size: int = 1000) -> dict:
     """A text locality question (T-Loc, NQ-style) and an unrelated VQA question with its own image (M-Loc)."""
     kind, subject = rng.choice(world.text_facts())
@@ -59,7 +56,7 @@ def _locality(world: World, rng: random.Random, store: ImageStore, pool_size: in
     m_rng = random.Random(f"mloc-{world.seed}-{index}")
     m_kind = QUESTION_KINDS[m_rng.choice(M_LOC_KINDS)]
     while True:
-        scene = world.sample_scene(m_rng, entity_share=1.0 if m_kind.domain == "entity" else 0.0)
+        scene = world.sample_scene_for(m_kind.name, m_rng)
         mq = ask(m_kind, scene, m_rng)
         if mq is not None:
             break
@@ -75,7 +72,7 @@ def kind_accuracy(world: World, answer_fn: AnswerFn, template: str, n_per_kind: 
     for kind in VQA_KINDS:
         items = []
         while len(items) < n_per_kind:
-            scene = world.sample_scene(rng, entity_share=1.0 if QUESTION_KINDS[kind].domain == "entity" else 0.0)
+            scene = world.sample_scene_for(kind, rng)
             q = ask(QUESTION_KINDS[kind], scene, rng)
             if q is not None:
                 items.append((render(scene, Layout.sample(rng)), q))
@@ -97,7 +94,7 @@ def _candidates(world: World, rng: random.Random, kinds: list[str]):
     """Endless stream of (scene, layout, question), kinds drawn uniformly."""
     while True:
         kind = QUESTION_KINDS[rng.choice(kinds)]
-        scene = world.sample_scene(rng, entity_share=1.0 if kind.domain == "entity" else 0.0)
+        scene = world.sample_scene_for(kind.name, rng)
         q = ask(kind, scene, rng)
         if q is not None:
             yield scene, Layout.sample(rng), q
@@ -123,7 +120,7 @@ def build_vqa_cases(world: World, answer_fn: AnswerFn, template: str, n: int, sp
                 case_id = f"vqa-{split}-{len(cases):05d}"
                 new_scene, new_layout = rephrase_image(scene, layout, QUESTION_KINDS[q.kind].keeps, rng)
                 record = {"src": q.text, "pred": normalize_answer(pred),
-                          "rephrase": rephrase(q, scene, _other_phrasing(rng, q.phrasing)).text, "alt": q.answer,
+                          "rephrase": rephrase(q, scene, other_phrasing(rng, q.phrasing)).text, "alt": q.answer,
                           "image": store.put("vqa", case_id, scene, layout),
                           "image_rephrase": store.put("vqa", case_id + "-r", new_scene, new_layout)}
                 record.update(_locality(world, rng, store))

@@ -17,8 +17,8 @@ import random
 import re
 
 from .facts import BACKGROUNDS, CENTURIES, COUNTRIES, KINDS, MATERIALS, NUMBER_WORDS, OBJECT_COLORS, SHAPES
-from .questions import PLURAL
-from .questions import CAPTION_PROMPTS, N_PHRASINGS, QUESTION_KINDS, VQA_KINDS, ask, caption, rephrase
+from .questions import (CAPTION_PROMPTS, PLURAL, QUESTION_KINDS, VQA_KINDS, ask, caption, other_phrasing,
+                        rephrase)
 from .scenes import EntityScene, Layout
 from .world import TEXT_PREFIX, World
 
@@ -56,10 +56,6 @@ def _text_question(world: World, rng: random.Random, phrasing=None):
     return world.ask_text(kind, subject, rng, phrasing=phrasing), subject
 
 
-def _other_phrasing(rng: random.Random, phrasing: int) -> int:
-    return rng.choice([p for p in range(N_PHRASINGS) if p != phrasing])
-
-
 def demonstration(world: World, rng: random.Random) -> list[str]:
     """One `New Fact: q a Prompt: q' a'` demonstration, text only (as in IKE's prompts)."""
     fact, subject = _text_question(world, rng)
@@ -68,7 +64,7 @@ def demonstration(world: World, rng: random.Random) -> list[str]:
     if mode < 1 / 3:  # copy
         query, answer = fact.text, new_answer
     elif mode < 2 / 3:  # update: a paraphrase takes the new answer
-        query, answer = rephrase(fact, subject, _other_phrasing(rng, fact.phrasing)).text, new_answer
+        query, answer = rephrase(fact, subject, other_phrasing(rng, fact.phrasing)).text, new_answer
     else:  # retain: an unrelated question keeps its own answer
         other, _ = _text_question(world, rng)
         while other.kind == fact.kind and other.args == fact.args:
@@ -88,7 +84,7 @@ def _in_context(world: World, rng: random.Random, image_id: int, scene) -> dict:
     new_answer = world.counterfactual(fact.kind, fact.answer, rng)
     mode = rng.random()
     if mode < 0.5:  # related: the answer comes from the new fact
-        phrasing = fact.phrasing if rng.random() < 0.2 else _other_phrasing(rng, fact.phrasing)
+        phrasing = fact.phrasing if rng.random() < 0.2 else other_phrasing(rng, fact.phrasing)
         query = rephrase(fact, subject, phrasing)
         prompt, answer = query.text, new_answer
     elif mode < 0.7 and visual:  # unrelated question about the same image

@@ -254,6 +254,11 @@ def rephrase(question: Question, subject, phrasing: int) -> Question:
                args=dict(question.args))
 
 
+def other_phrasing(rng: random.Random, phrasing: int) -> int:
+    """A random phrasing index other than `phrasing`."""
+    return rng.choice([p for p in range(N_PHRASINGS) if p != phrasing])
+
+
 def answer_for(question: Question, subject) -> str | None:
     """The true answer of `question` (same kind and arguments) about another subject; None if undefined."""
     kind = QUESTION_KINDS[question.kind]

@@ -30,6 +30,10 @@ class World:
             return sample_entity_scene(rng, self.entities)
         return sample_shape_scene(rng)
 
+    def sample_scene_for(self, kind: str, rng: random.Random):
+        """A scene of the domain a VQA kind asks about (landmark kinds: an entity; others: shapes)."""
+        return self.sample_scene(rng, entity_share=1.0 if QUESTION_KINDS[kind].domain == "entity" else 0.0)
+
     def text_subjects(self, kind: str) -> list:
         domain = QUESTION_KINDS[kind].choose
         subjects = sorted(COUNTRIES) if "country" in domain.__name__ else self.entities

@@ -25,7 +25,6 @@ from .render import png_bytes, render
 from .world import World
 
 
-
 @dataclasses.dataclass
 class CaseSizes:
     vqa_eval: int = 1000
