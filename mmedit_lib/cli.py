@@ -53,7 +53,7 @@ def cmd_train_backbone(args) -> int:
         print(f"error: {args.name} is a full-size checkpoint; only tiny backbones are trained here", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else BACKBONES_DIR / args.name
-    cfg = TrainConfig(seed=args.seed, world_seed=args.world_seed)
+    cfg = TrainConfig.for_family(spec.family, seed=args.seed, world_seed=args.world_seed)
     if args.max_stage2_steps is not None:
         cfg.max_stage2_steps = args.max_stage2_steps
     model, tokenizer, log = train_tiny_backbone(spec.family, cfg)

@@ -126,3 +126,21 @@ def test_text_fact_table_covers_countries_and_entities():
     kinds = {k for k, _ in facts}
     assert {"capital", "language", "continent", "entity_country"} <= kinds
     assert len(facts) == 16 * 4 + 48 * 3
+
+
+def test_stage1_labels_follow_the_scene_layout():
+    from mmedit_lib.world.facts import SHAPES
+    from mmedit_lib.world.labels import IGNORE, patch_quadrant_shapes, scene_labels
+    from mmedit_lib.world.scenes import EntityScene, ShapeObject, ShapeScene
+    scene = ShapeScene("gray", (ShapeObject(1, "red", "cross", "big"), ShapeObject(2, "blue", "circle", "small")))
+    grid = patch_quadrant_shapes(scene, 8).reshape(8, 8)
+    empty = len(SHAPES)
+    assert (grid[:4, :4] == empty).all() and (grid[4:, 4:] == empty).all()  # top left, bottom right: no object
+    assert (grid[:4, 4:] == SHAPES.index("cross")).all() and (grid[4:, :4] == SHAPES.index("circle")).all()
+    world = World(0)
+    entity = world.entities[3]
+    labels = scene_labels(EntityScene(entity, "tint"), {e.name: i for i, e in enumerate(world.entities)})
+    assert labels["entity"] == 3
+    assert labels["glyph"].tolist() == [cell for row in entity.pattern for cell in row]
+    assert (patch_quadrant_shapes(EntityScene(entity, "tint"), 8) == IGNORE).all()
+    assert (scene_labels(scene, {})["glyph"] == IGNORE).all()

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .facts import BACKGROUNDS, OBJECT_COLORS, SHAPES, SIZES
+from .facts import BACKGROUNDS, GLYPH_CELLS, OBJECT_COLORS, SHAPES, SIZES
 from .scenes import EntityScene, ShapeScene
 
 BACKGROUND_CLASSES = sorted(BACKGROUNDS) + ["tint"]
 COLOR_NAMES = sorted(OBJECT_COLORS)
 LABEL_SIZES = {"present": 2, "color": len(COLOR_NAMES), "shape": len(SHAPES), "size": len(SIZES),
-               "background": len(BACKGROUND_CLASSES), "count": 5, "patch": len(COLOR_NAMES) + 1}
+               "background": len(BACKGROUND_CLASSES), "count": 5, "patch": len(COLOR_NAMES) + 1,
+               "patch_shape": len(SHAPES) + 1, "glyph": GLYPH_CELLS * GLYPH_CELLS}
 IGNORE = -100
 
 
 def scene_labels(scene, entity_index: dict[str, int]) -> dict[str, np.ndarray]:
-    """Per-slot object attributes, background, object count and entity identity (len(entity_index) = none)."""
+    """Per-slot object attributes, background, object count, entity identity (len(entity_index) = none) and the
+    entity's glyph cells (IGNORE when the scene has no entity)."""
     slots = {k: np.full(4, IGNORE, dtype=np.int64) for k in ("present", "color", "shape", "size")}
     labels = {"background": IGNORE, "count": IGNORE, "entity": len(entity_index)}
+    glyph = np.full(LABEL_SIZES["glyph"], IGNORE, dtype=np.int64)
     if isinstance(scene, ShapeScene):
         slots["present"][:] = 0
         for o in scene.objects:
@@ -34,7 +37,9 @@ def scene_labels(scene, entity_index: dict[str, int]) -> dict[str, np.ndarray]:
     elif isinstance(scene, EntityScene):
         labels["background"] = BACKGROUND_CLASSES.index(scene.background)
         labels["entity"] = entity_index[scene.entity.name]
+        glyph[:] = np.asarray(scene.entity.pattern, dtype=np.int64).reshape(-1)
     out = {k: v for k, v in slots.items()}
+    out["glyph"] = glyph
     out.update({k: np.int64(v) for k, v in labels.items()})
     return out
 
@@ -48,3 +53,15 @@ def patch_colors(image: np.ndarray, patch: int) -> np.ndarray:
     match = (np.abs(centres[:, :, None, :] - _PALETTE[None, None]).sum(-1) == 0)  # (h, w, n_colors)
     cls = np.where(match.any(-1), match.argmax(-1), len(COLOR_NAMES))
     return cls.reshape(-1).astype(np.int64)
+
+
+def patch_quadrant_shapes(scene, grid: int) -> np.ndarray:
+    """Shape class of the object in each patch's grid slot (len(SHAPES) = empty slot), row-major; IGNORE for
+    scenes without slots. Every patch learns what its quadrant holds, a dense signal the slot queries read."""
+    if not isinstance(scene, ShapeScene):
+        return np.full(grid * grid, IGNORE, dtype=np.int64)
+    by_slot = np.full(4, len(SHAPES), dtype=np.int64)
+    for o in scene.objects:
+        by_slot[o.slot] = SHAPES.index(o.shape)
+    rows, cols = np.divmod(np.arange(grid * grid), grid)
+    return by_slot[(rows * 2 // grid) * 2 + cols * 2 // grid]
