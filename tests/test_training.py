@@ -60,21 +60,39 @@ def test_shipped_weights_reproduce_the_reported_accuracies(name, shipped):
         assert measured["per_kind"][kind]["exact"] == pytest.approx(row["exact"], abs=1e-6), kind
 
 
-@pytest.mark.xfail(strict=True, reason="Foundation I bar not met yet: E-VQA token accuracy ~47% (< 55%) and M-Loc "
-                   "pool ~50% (< 60%) for both; tiny-blip2-opt text QA 69% and in-context following 8% at 40 "
-                   "demos; 4-5 competent kinds (< 8 OKEDIT categories); tiny-minigpt4 trains in 634 s. Cause: stage 1 leaves shape and landmark identity "
-                   "poorly decodable from the Q-Former. Strict: this test fails loudly once the bar is met.")
-@pytest.mark.parametrize("name", TINY)
+BAR_NOT_MET = {
+    "tiny-blip2-opt": "OPT decoder does not learn to copy from context reliably: in-context following 49/40/12% at "
+                      "0/8/40 demos (< 80%), text QA 42% (< 95%), E-VQA 53.7% (< 55%), M-Loc pool 58% (< 60%), "
+                      "7 competent kinds (< 8)",
+    "tiny-minigpt4": "in-context following at 8 demos 79.3% (119/150, < 80%); every other requirement holds",
+}
+
+
+def bar_failures(r: dict) -> list[str]:
+    """The requirements of the Foundation issue's bar that a report misses."""
+    competent = [k for k, row in r["per_kind"].items() if row["exact"] >= row["chance"] + 0.20]
+    checks = {"vqa_token_accuracy": 0.55 <= r["vqa_token_accuracy"] <= 0.90,
+              "caption_token_accuracy": r["caption_token_accuracy"] >= 0.50,
+              "text_qa_exact": r["text_qa_exact"] >= 0.95,
+              "m_loc_pool_accuracy": r["m_loc_pool_accuracy"] >= 0.60,
+              "same_on_rerender": r["same_on_rerender"] >= 0.80,
+              "same_on_rephrase": r["same_on_rephrase"] >= 0.85,
+              "in_context_following": min(r["in_context_following"].values()) >= 0.80,
+              "training_seconds": r["training_seconds"] <= 600,
+              "competent_kinds": len(competent) >= 8}  # OKEDIT needs at least 8 categories
+    return [name for name, ok in checks.items() if not ok]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BAR_NOT_MET[n]))
+                                  if n in BAR_NOT_MET else n for n in TINY])
 def test_shipped_backbones_meet_the_competence_bar(name):
     """The bar of the Foundation issue, read from the shipped report (re-measured by the test above)."""
-    r = json.loads((default_path(name) / "report.json").read_text())
-    assert 0.55 <= r["vqa_token_accuracy"] <= 0.90
-    assert r["caption_token_accuracy"] >= 0.50
-    assert r["text_qa_exact"] >= 0.95
-    assert r["m_loc_pool_accuracy"] >= 0.60
-    assert r["same_on_rerender"] >= 0.80
-    assert r["same_on_rephrase"] >= 0.85
-    assert min(r["in_context_following"].values()) >= 0.80
-    assert r["training_seconds"] <= 600
-    competent = [k for k, row in r["per_kind"].items() if row["exact"] >= row["chance"] + 0.20]
-    assert len(competent) >= 8  # OKEDIT needs at least 8 categories
+    assert bar_failures(json.loads((default_path(name) / "report.json").read_text())) == []
+
+
+def test_the_shortfalls_are_exactly_those_the_readme_states():
+    """Pins the known shortfalls: an improvement or a regression both show up here."""
+    failures = {n: bar_failures(json.loads((default_path(n) / "report.json").read_text())) for n in TINY}
+    assert failures == {"tiny-blip2-opt": ["vqa_token_accuracy", "text_qa_exact", "m_loc_pool_accuracy",
+                                           "in_context_following", "competent_kinds"],
+                        "tiny-minigpt4": ["in_context_following"]}
