@@ -9,7 +9,7 @@ query 4 the background and object count, queries 5-6 the landmark identity and i
 patch its colour and the shape in its quadrant. Two initializations decide whether stage 1 learns at all in
 minutes (measured with held-out probes): ViT positions start at 2-D sine-cosine codes (with the default N(0, 0.02)
 no query ever found its slot: slot presence stayed at the majority rate) and the query tokens at N(0, 1) (at
-N(0, 0.02) Adam's steps are large relative to them and the queries collapsed in some runs).
+N(0, 0.02) Adam's steps are large relative to them and the queries collapsed in a batch-32 run).
 Stage 2: the vision side is frozen (its Q-Former outputs are computed once), and the language projection and the
 language model learn the corpus generatively, loss on answers, in two phases: (A) knowledge — most of the short
 VQA, caption and text-QA examples, at a higher learning rate; (B) in-context — the IKE-style examples mixed with
@@ -85,13 +85,15 @@ def _init_model(family: str, vocab_size: int, cfg: TrainConfig):
     torch.manual_seed(cfg.seed)
     model = Blip2ForConditionalGeneration(tiny_blip2_config(family, vocab_size, cfg.n_layers))
     with torch.no_grad():  # transformers leaves query_tokens at zero: identical queries, exploding gradients.
-        model.query_tokens.normal_(0.0, 1.0)  # N(0, 0.02) collapsed the queries in some runs (measured)
+        model.query_tokens.normal_(0.0, 1.0)  # N(0, 0.02) collapsed the queries in a batch-32 run (measured)
         # The default N(0, 0.02) patch positions are drowned by the patch content (std ~0.3): after 300 steps no
         # query or patch knew where it was (slot presence stayed at the majority rate, measured). Start them at
         # 2-D sine-cosine positions (as MAE fixes them); they stay learnable.
         positions = model.vision_model.embeddings.position_embedding
         positions[0, 1:] = sincos_positions_2d(math.isqrt(positions.shape[1] - 1), positions.shape[2])
-        if family == "opt":  # learned absolute positions: rarely-trained far positions start smooth, not noise
+        # OPT's learned positions start as scaled sine-cosine codes (smooth, not noise, where rarely trained). No
+        # measurable effect on in-context following in our runs; kept because the shipped weights used it.
+        if family == "opt":
             table = model.language_model.model.decoder.embed_positions.weight
             offset = table.shape[0] - model.config.text_config.max_position_embeddings  # OPT's offset of 2
             codes = sincos_positions_1d(table.shape[0] - offset, table.shape[1])
