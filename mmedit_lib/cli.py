@@ -53,9 +53,15 @@ def cmd_train_backbone(args) -> int:
         print(f"error: {args.name} is a full-size checkpoint; only tiny backbones are trained here", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else BACKBONES_DIR / args.name
-    cfg = TrainConfig.for_family(spec.family, seed=args.seed, world_seed=args.world_seed)
-    if args.max_stage2_steps is not None:
-        cfg.max_stage2_steps = args.max_stage2_steps
+    try:
+        overrides = parse_config_overrides(args.set, TrainConfig())
+        cfg = TrainConfig.for_family(spec.family, **{**overrides, "seed": args.seed, "world_seed": args.world_seed})
+        if args.max_stage2_steps is not None:
+            cfg.max_stage2_steps = args.max_stage2_steps
+        cfg.check(spec.family)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     model, tokenizer, log = train_tiny_backbone(spec.family, cfg)
     save_tiny_backbone(out, model, tokenizer)
     log_path = out / "training_log.json"
@@ -64,6 +70,43 @@ def cmd_train_backbone(args) -> int:
     if not args.no_report:
         write_report(args.name, out)
     return 0
+
+
+def parse_config_overrides(pairs: list[str], defaults) -> dict:
+    """`["opt_position_scale=0", "stage2_epochs=1.2"]` -> typed values; unknown keys and bad values raise ValueError."""
+    import dataclasses
+    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if key in ("seed", "world_seed"):
+            raise ValueError(f"--set {pair!r}: use --{key.replace('_', '-')}")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
+        default = fields[key]
+        if isinstance(default, str):
+            overrides[key] = text
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if key.startswith("max_"):
+            ok = value is None or is_int
+        elif isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = is_int or isinstance(value, float)
+            value = float(value) if ok else value
+        else:
+            ok = is_int
+        if not ok:
+            kind = "an integer or null" if key.startswith("max_") else \
+                {bool: "true or false", float: "a number", int: "an integer"}[type(default)]
+            raise ValueError(f"--set {pair!r}: {key} takes {kind}")
+        overrides[key] = value
+    return overrides
 
 
 def write_report(name: str, folder: Path) -> dict:
@@ -120,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--world-seed", type=int, default=0)
     t.add_argument("--out", help="output folder (default results/backbones/NAME)")
     t.add_argument("--max-stage2-steps", type=int, default=None)
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a TrainConfig field, e.g. --set opt_position_scale=0 (repeatable)")
     t.add_argument("--no-report", action="store_true")
     t.set_defaults(func=cmd_train_backbone)
 

@@ -145,9 +145,9 @@ def test_wrong_family_and_unknown_names_are_clear_errors(tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_training_init_places_positions_and_spreads_the_queries(family):
     """Without these two inits stage 1 never localized a slot in budget (see train.py); pin them."""
-    from mmedit_lib.backbones.train import OPT_POSITION_SCALE, TrainConfig, _init_model, sincos_positions_1d, \
-        sincos_positions_2d
-    model = _init_model(family, 50, TrainConfig())
+    from mmedit_lib.backbones.train import TrainConfig, _init_model, sincos_positions_1d, sincos_positions_2d
+    cfg = TrainConfig.for_family(family)
+    model = _init_model(family, 50, cfg)
     positions = model.vision_model.embeddings.position_embedding[0, 1:]
     assert torch.equal(positions, sincos_positions_2d(8, positions.shape[1]))
     assert model.query_tokens.std().item() > 0.5
@@ -155,5 +155,5 @@ def test_training_init_places_positions_and_spreads_the_queries(family):
     assert max((rows[i] @ rows[j]).abs().item() for i in range(8) for j in range(i)) < 0.5  # distinct queries
     if family == "opt":
         table = model.language_model.model.decoder.embed_positions.weight[2:]
-        expected = sincos_positions_1d(table.shape[0], table.shape[1]) * OPT_POSITION_SCALE / 0.5 ** 0.5
+        expected = sincos_positions_1d(table.shape[0], table.shape[1]) * cfg.opt_position_scale / 0.5 ** 0.5
         assert torch.allclose(table, expected)

@@ -27,6 +27,43 @@ def test_same_seed_gives_the_same_losses_step_for_step(family):
     assert other_seed["stage2_loss"] != first["stage2_loss"]
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_opt_position_offsets_shift_whole_examples_within_the_table(share, monkeypatch):
+    """A shifted example keeps consecutive positions and ends inside OPT's table; share 0 shifts nothing."""
+    import mmedit_lib.backbones.train as train
+    seen = []
+    real_init = train._init_model
+
+    def recording_init(*args):
+        model = real_init(*args)
+        model.language_model.model.register_forward_pre_hook(
+            lambda module, a, kw: seen.append((kw["position_ids"].clone(), kw["attention_mask"].clone())),
+            with_kwargs=True)
+        return model
+
+    cfg = TrainConfig.for_family("opt", n_images=200, n_examples=3000, stage1_steps=5, stage1_batch=8,
+                                 max_stage2_steps=20, stage2_tokens_per_batch=512, opt_position_offsets=share)
+    monkeypatch.setattr(train, "_init_model", recording_init)
+    train_tiny_backbone("opt", cfg)
+    starts = torch.cat([positions[:, 0] for positions, _ in seen])
+    for positions, mask in seen:
+        steps = positions[:, 1:] - positions[:, :-1]
+        assert bool((steps[mask[:, 1:].bool()] == 1).all())  # consecutive over the real tokens
+        assert int(positions.max()) < 1024
+    if share:
+        assert 0.3 < float((starts > 0).float().mean()) < 0.7
+        assert int(starts.max()) > 500
+    else:
+        assert int(starts.max()) == 0
+
+
+def test_position_offsets_are_refused_for_the_llama_decoder_and_checked():
+    with pytest.raises(ValueError, match="rotary"):
+        train_tiny_backbone("llama", TrainConfig(max_stage1_steps=0, opt_position_offsets=0.5))
+    with pytest.raises(ValueError, match="share"):
+        train_tiny_backbone("opt", TrainConfig(max_stage1_steps=0, opt_position_offsets=1.5))
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_shipped_training_log_reproduces_its_first_50_steps(name):
     folder = default_path(name)
@@ -95,3 +132,26 @@ def test_the_shortfalls_are_exactly_those_the_readme_states():
     assert failures == {"tiny-blip2-opt": ["vqa_token_accuracy", "text_qa_exact", "m_loc_pool_accuracy",
                                            "in_context_following", "competent_kinds"],
                         "tiny-minigpt4": []}
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (["nope=1"], "KEY one of"), (["stage2_epochs=fast"], "takes a number"), (["seed=3"], "use --seed"),
+    (["opt_position_offsets=2"], "share of examples")])
+def test_train_backbone_refuses_bad_overrides_before_training(pairs, message, tmp_path, capsys):
+    from mmedit_lib.cli import main
+    out = tmp_path / "bb"
+    argv = ["train-backbone", "tiny-blip2-opt", "--out", str(out)]
+    assert main(argv + [arg for pair in pairs for arg in ("--set", pair)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_backbone_overrides_reach_the_training_config(tmp_path):
+    from mmedit_lib.cli import main
+    out = tmp_path / "bb"
+    sets = ["n_images=100", "n_examples=1000", "stage1_steps=3", "stage1_batch=8", "opt_position_scale=0",
+            "opt_position_offsets=0.5"]
+    assert main(["train-backbone", "tiny-blip2-opt", "--out", str(out), "--max-stage2-steps", "2", "--no-report"]
+                + [arg for pair in sets for arg in ("--set", pair)]) == 0
+    config = json.loads((out / "training_log.json").read_text())["config"]
+    assert (config["opt_position_scale"], config["opt_position_offsets"], config["n_images"]) == (0.0, 0.5, 100)
