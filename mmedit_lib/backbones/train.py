@@ -87,8 +87,9 @@ class TrainConfig:
 #   ... and frozen there (no positions; not an option): 1t: 66/61/38%, 95%
 #   opt_position_offsets=0.5 (codes at 0.02):         2t: 59/39/33%, 48%
 #   scale 0 + offsets 0.5:                            2t seed 0: 64/52/27%, 53%; seed 1: 76/71/51%, 90% (599 s)
-# A zero start learns the facts better (phase-A loss 0.39 vs 0.61); offsets help 40 demos once copying emerges;
-# whether copying emerges at all still varies with seed and thread count, so no option is the default yet.
+# (Earlier: codes at 0.1 learned worse than at 0.02.) A zero start learns the facts better (phase-A loss 0.39 vs
+# 0.61); offsets may help at 40 demos once copying emerges (one run, other seed and threads: 51% vs 19%). Whether
+# copying emerges at all still varies with seed and thread count, so no option is the default yet.
 FAMILY_DEFAULTS = {"opt": {"stage2_lr": 1e-3}, "llama": {"stage2_epochs": 1.2}}
 
 
