@@ -92,18 +92,16 @@ def parse_config_overrides(pairs: list[str], defaults) -> dict:
         except json.JSONDecodeError:
             value = text
         is_int = isinstance(value, int) and not isinstance(value, bool)
-        if key.startswith("max_"):
-            ok = value is None or is_int
+        if default is None:  # the max_* step limits: an integer, or null for none
+            ok, kind = value is None or is_int, "an integer or null"
         elif isinstance(default, bool):
-            ok = isinstance(value, bool)
+            ok, kind = isinstance(value, bool), "true or false"
         elif isinstance(default, float):
-            ok = is_int or isinstance(value, float)
+            ok, kind = is_int or isinstance(value, float), "a number"
             value = float(value) if ok else value
         else:
-            ok = is_int
+            ok, kind = is_int, "an integer"
         if not ok:
-            kind = "an integer or null" if key.startswith("max_") else \
-                {bool: "true or false", float: "a number", int: "an integer"}[type(default)]
             raise ValueError(f"--set {pair!r}: {key} takes {kind}")
         overrides[key] = value
     return overrides

@@ -260,7 +260,7 @@ def _token_budget_batches(encoded, budget: int, rng: random.Random):
 def train_stage2(model, query_outputs: torch.Tensor, encoded, cfg: TrainConfig, log: dict, lr: float | None = None,
                  phase: str = "stage 2", epochs: float | None = None) -> None:
     lm, projection = model.language_model, model.language_projection
-    params = [p for p in list(lm.parameters()) + list(projection.parameters()) if p.requires_grad]
+    params = list(lm.parameters()) + list(projection.parameters())
     lr = cfg.stage2_lr if lr is None else lr
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     rng = random.Random(f"{phase}-{cfg.seed}")
