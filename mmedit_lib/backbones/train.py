@@ -87,6 +87,14 @@ class TrainConfig:
 #   ... and frozen there (no positions; not an option): 1t: 66/61/38%, 95%
 #   opt_position_offsets=0.5 (codes at 0.02):         2t: 59/39/33%, 48%
 #   scale 0 + offsets 0.5:                            2t seed 0: 64/52/27%, 53%; seed 1: 76/71/51%, 90% (599 s)
+#   scale 0 + offsets 0.5 + stage2_tokens_per_batch=512: 2t seed 0: 71/53/40%, 94.7% (VQA 61%, M-Loc 70%, 615 s);
+#     1t seed 1: 79/81/67%, 99% (VQA 57.7%, M-Loc 64.7%) — the closest yet
+#   scale 0 + offsets 1.0 (1t seed 0): 58/54/53%, 68% — flat in the number of demos, but copying not yet learned
+#   table frozen from the start at the codes (1t): 0.02: 72/71/43%, 90%; 0.05: 58/52/15%, 57%
+#   4 heads of 32, scale 0 + offsets 0.5 (1t): 64/55/38%, 61%
+#   phase A also trained on 20% of the in-context examples, loss on known answers only: 2t: 50/23/17%, 38%
+#     (phase A ended at loss 1.36 instead of ~0.4: the model could not learn even answers it knows inside a
+#     multi-turn context; measured on the phase-A checkpoints, OPT's loss on such answers is 6-7 nats, LLaMA's 3-5)
 # (Earlier: codes at 0.1 learned worse than at 0.02.) A zero start learns the facts better (phase-A loss 0.39 vs
 # 0.61); offsets may help at 40 demos once copying emerges (one run, other seed and threads: 51% vs 19%). Whether
 # copying emerges at all still varies with seed and thread count, so no option is the default yet.
