@@ -89,7 +89,8 @@ class TrainConfig:
 #   scale 0 + offsets 0.5:                            2t seed 0: 64/52/27%, 53%; seed 1: 76/71/51%, 90% (599 s)
 #   scale 0 + offsets 0.5 + stage2_tokens_per_batch=512: 2t seed 0: 71/53/40%, 94.7% (VQA 61%, M-Loc 70%, 615 s);
 #     1t seed 1: 79/81/67%, 99% (VQA 57.7%, M-Loc 64.7%) — the closest yet
-#   scale 0 + offsets 1.0 (1t seed 0): 58/54/53%, 68% — flat in the number of demos, but copying not yet learned
+#   scale 0 + offsets 1.0 (1t seed 0): 58/54/53%, 68% — flat in the number of demos, but copying not yet learned;
+#     with 512-token batches (1t): seed 0 45/37/29%, 86%; seed 1 69/67/53%, 89%
 #   table frozen from the start at the codes (1t): 0.02: 72/71/43%, 90%; 0.05: 58/52/15%, 57%
 #   4 heads of 32, scale 0 + offsets 0.5 (1t): 64/55/38%, 61%
 #   phase A also trained on 20% of the in-context examples, loss on known answers only: 2t: 50/23/17%, 38%
