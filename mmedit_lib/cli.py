@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -74,7 +75,6 @@ def cmd_train_backbone(args) -> int:
 
 def parse_config_overrides(pairs: list[str], defaults) -> dict:
     """`["opt_position_scale=0", "stage2_epochs=1.2"]` -> typed values; unknown keys and bad values raise ValueError."""
-    import dataclasses
     fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
     overrides = {}
     for pair in pairs:
