@@ -64,6 +64,30 @@ def test_position_offsets_are_refused_for_the_llama_decoder_and_checked():
         train_tiny_backbone("opt", TrainConfig(max_stage1_steps=0, opt_position_offsets=1.5))
 
 
+def test_prompt_targets_are_the_text_tokens_and_answers_are_flagged():
+    from mmedit_lib.backbones.configs import BOS_ID, EOS_ID, IMAGE_ID, PAD_ID
+    from mmedit_lib.backbones.train import prompt_and_answer_targets
+    ids = torch.tensor([[IMAGE_ID, IMAGE_ID, BOS_ID, 10, 11, 12, EOS_ID, PAD_ID]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0]])
+    answers = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 0]], dtype=torch.bool)
+    selected, is_answer = prompt_and_answer_targets(ids, mask, answers)
+    # next tokens: <image> <s> 10 11 12 </s> <pad>: only the text after <s> is a target
+    assert selected.tolist() == [[False, False, True, True, True, True, False]]
+    assert is_answer.tolist() == [False, False, True, True]
+
+
+def test_prompt_loss_changes_the_training_but_the_log_keeps_the_answer_loss():
+    cfg = dict(seed=1, n_images=200, n_examples=3000, stage1_steps=5, stage1_batch=8, max_stage2_steps=5,
+               stage2_tokens_per_batch=512)
+    _, _, answers_only = train_tiny_backbone("opt", TrainConfig(**cfg))
+    _, _, with_prompt = train_tiny_backbone("opt", TrainConfig(**cfg, prompt_loss_weight=0.5))
+    # the first step sees the same weights and batch: the same answer loss is logged
+    assert with_prompt["stage2_loss"][0] == pytest.approx(answers_only["stage2_loss"][0], abs=1e-5)
+    assert with_prompt["stage2_loss"][1:] != answers_only["stage2_loss"][1:]
+    with pytest.raises(ValueError, match="negative"):
+        train_tiny_backbone("opt", TrainConfig(max_stage1_steps=0, prompt_loss_weight=-1.0))
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_shipped_training_log_reproduces_its_first_50_steps(name):
     folder = default_path(name)

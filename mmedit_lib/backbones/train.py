@@ -59,6 +59,8 @@ class TrainConfig:
     opt_position_scale: float = 0.02  # std of the sine-cosine codes OPT's position table starts at (OPT's init std)
     opt_position_offsets: float = 0.0  # OPT only: share of stage-2 examples shifted to a random start position, so
     #                                    every row of the learned table trains (randomized positions, Ruoss et al. 2023)
+    prompt_loss_weight: float = 0.0  # stage 2: weight of the next-token loss on the non-answer text (questions,
+    #                                  demonstrations), as language-model pre-training has it; 0 = answers only
     max_stage1_steps: int | None = None  # stop early (the schedule still spans stage1_steps), for tests
     max_stage2_steps: int | None = None  # likewise; 0 skips stage 2
     device: str = "cpu"  # the shipped weights are trained on CPU; "cuda" is wired through but not yet run on a GPU
@@ -72,6 +74,8 @@ class TrainConfig:
         if family != "opt" and self.opt_position_offsets:
             raise ValueError(f"opt_position_offsets shifts OPT's learned absolute positions; the {family!r} decoder "
                              "has none (rotary positions are relative)")
+        if self.prompt_loss_weight < 0:
+            raise ValueError(f"prompt_loss_weight weighs a loss, it cannot be negative; got {self.prompt_loss_weight}")
         if not 0.0 <= self.opt_position_offsets <= 1.0:
             raise ValueError(f"opt_position_offsets is a share of examples, in [0, 1]; got {self.opt_position_offsets}")
 
@@ -266,6 +270,20 @@ def _token_budget_batches(encoded, budget: int, rng: random.Random):
     return batches
 
 
+def prompt_and_answer_targets(ids: torch.Tensor, mask: torch.Tensor, loss_mask: torch.Tensor):
+    """(selected, is_answer): which next tokens `ids[:, 1:]` are targets when the prompt text is trained too.
+
+        >>> selected, is_answer = prompt_and_answer_targets(ids, attention_mask, answer_mask)   # doctest: +SKIP
+
+    Targets are every real text token (answers and the text around them); the image tokens, `<s>` and padding
+    are not. `is_answer` flags, among the selected targets, the answers (and `</s>`).
+    """
+    answers = loss_mask[:, 1:]
+    following = ids[:, 1:]
+    selected = answers | ((mask[:, 1:] == 1) & (following != IMAGE_ID) & (following != BOS_ID))
+    return selected, answers[selected]
+
+
 def train_stage2(model, query_outputs: torch.Tensor, encoded, cfg: TrainConfig, log: dict, lr: float | None = None,
                  phase: str = "stage 2", epochs: float | None = None) -> None:
     lm, projection = model.language_model, model.language_projection
@@ -310,10 +328,17 @@ def train_stage2(model, query_outputs: torch.Tensor, encoded, cfg: TrainConfig, 
             positions = positions + torch.tensor(starts, device=positions.device).unsqueeze(1)
         hidden = lm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                           use_cache=False).last_hidden_state
-        selected = loss_mask[:, 1:]  # logits only where there is a loss: the vocabulary projection is not free
-        loss = nn.functional.cross_entropy(lm.lm_head(hidden[:, :-1][selected]), ids[:, 1:][selected])
+        if cfg.prompt_loss_weight:
+            selected, is_answer = prompt_and_answer_targets(ids, mask, loss_mask)
+            per_token = nn.functional.cross_entropy(lm.lm_head(hidden[:, :-1][selected]), ids[:, 1:][selected],
+                                                    reduction="none")
+            loss = per_token[is_answer].mean()  # logged: the answer loss, comparable across settings
+            objective = loss + cfg.prompt_loss_weight * per_token[~is_answer].mean()
+        else:
+            selected = loss_mask[:, 1:]  # logits only where there is a loss: the vocabulary projection is not free
+            loss = objective = nn.functional.cross_entropy(lm.lm_head(hidden[:, :-1][selected]), ids[:, 1:][selected])
         optimizer.zero_grad()
-        loss.backward()
+        objective.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         losses.append(round(loss.item(), 6))
