@@ -122,9 +122,8 @@ def test_shipped_weights_reproduce_the_reported_accuracies(name, shipped):
 
 
 BAR_NOT_MET = {
-    "tiny-blip2-opt": "OPT decoder does not learn to copy from context reliably: in-context following 49/40/12% at "
-                      "0/8/40 demos (< 80%), text QA 42% (< 95%), E-VQA 53.7% (< 55%), M-Loc pool 58% (< 60%), "
-                      "7 competent kinds (< 8)",
+    "tiny-blip2-opt": "OPT decoder (learned absolute positions) learns to use long contexts too slowly: in-context "
+                      "following 85/75/50% at 0/8/40 demos (< 80%), and training took 697 s on 2 threads (> 600)",
 }
 
 
@@ -153,8 +152,7 @@ def test_shipped_backbones_meet_the_competence_bar(name):
 def test_the_shortfalls_are_exactly_those_the_readme_states():
     """Pins the known shortfalls: an improvement or a regression both show up here."""
     failures = {n: bar_failures(json.loads((default_path(n) / "report.json").read_text())) for n in TINY}
-    assert failures == {"tiny-blip2-opt": ["vqa_token_accuracy", "text_qa_exact", "m_loc_pool_accuracy",
-                                           "in_context_following", "competent_kinds"],
+    assert failures == {"tiny-blip2-opt": ["in_context_following", "training_seconds"],
                         "tiny-minigpt4": []}
 
 
