@@ -75,10 +75,10 @@ class TrainConfig:
         if family != "opt" and self.opt_position_offsets:
             raise ValueError(f"opt_position_offsets shifts OPT's learned absolute positions; the {family!r} decoder "
                              "has none (rotary positions are relative)")
-        if self.prompt_loss_weight < 0:
-            raise ValueError(f"prompt_loss_weight weighs a loss, it cannot be negative; got {self.prompt_loss_weight}")
         if not 0.0 <= self.opt_position_offsets <= 1.0:
             raise ValueError(f"opt_position_offsets is a share of examples, in [0, 1]; got {self.opt_position_offsets}")
+        if self.prompt_loss_weight < 0:
+            raise ValueError(f"prompt_loss_weight weighs a loss, it cannot be negative; got {self.prompt_loss_weight}")
 
 
 # OPT's phase B at 6e-4 never learned to copy in budget with 4 heads; with 8 heads at 1e-3 it did in one of two
