@@ -1,8 +1,10 @@
-"""Command line: `python -m mmedit_lib {world,train-backbone,report-backbone,validate} ...`.
+"""Command line: `python -m mmedit_lib {world,train-backbone,report-backbone,validate,run,notebooks} ...`.
 
     $ python -m mmedit_lib world --out results/world/tiny-blip2-opt --seed 0 --backbone tiny-blip2-opt
     $ python -m mmedit_lib train-backbone tiny-minigpt4 --seed 0
     $ python -m mmedit_lib validate tests/fixtures/mmedit_vqa_eval_sample.json --image-root /data/mmedit
+    $ python -m mmedit_lib run --editor ft-last --backbone tiny-blip2-opt --task vqa --setting one-step --n 200
+    $ python -m mmedit_lib notebooks --only mmedit_table2_main --smoke
 """
 from __future__ import annotations
 
@@ -139,6 +141,56 @@ def cmd_validate(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_run(args) -> int:
+    from .data.loaders import DataError, MissingImageError
+    from .metrics.aggregate import format_summary, summarize
+    from .runners.run import RunSpec, run
+    try:
+        hparams = parse_hparams(args.set)
+        k = args.k if args.k is not None else (10 if args.setting == "cross-task" else 1)
+        task = "cross-task" if args.setting == "cross-task" else args.task
+        spec = RunSpec(editor=args.editor, backbone=args.backbone, task=task, setting=args.setting, n=args.n, k=k,
+                       seed=args.seed, accuracy_protocol=args.protocol, locality_protocol=args.locality_protocol,
+                       hparams=hparams, data_dir=args.data_dir, backbone_path=args.backbone_path)
+        spec.check()
+        from .editors.registry import make_hparams
+        make_hparams(spec.editor, **hparams)
+        result = run(spec, runs_dir=args.runs_dir, force=args.force)
+    except (ValueError, DataError, MissingImageError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"run {result.run_id} ({'reused' if result.reused else 'computed'}; {len(result.rows)} rows in "
+          f"{result.folder})")
+    print(f"{spec.editor} on {spec.backbone}, {spec.task}, {spec.setting_label}, n={spec.n}, seed {spec.seed}; "
+          f"protocols {spec.accuracy_protocol} / {spec.locality_protocol}; mean and 95% bootstrap CI, %")
+    print(format_summary(summarize(result.rows)))
+    return 0
+
+
+def parse_hparams(pairs: list[str]) -> dict:
+    """`["steps=10", "layers=[-1,-2]"]` -> {"steps": 10, "layers": [-1, -2]} (JSON values, else strings)."""
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def cmd_notebooks(args) -> int:
+    from .notebooks import NotebookError, run_notebooks
+    try:
+        run_notebooks(only=args.only, smoke=args.smoke, parameters=parse_hparams(args.param))
+    except (NotebookError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mmedit_lib", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default $MMEDIT_THREADS or 1)")
@@ -175,6 +227,29 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file")
     v.add_argument("--image-root", help="folder the image paths are relative to (default: found from the file)")
     v.set_defaults(func=cmd_validate)
+
+    e = sub.add_parser("run", help="run an editor over edit cases; print metrics with 95% CIs; store the rows")
+    e.add_argument("--editor", required=True)
+    e.add_argument("--backbone", default="tiny-blip2-opt")
+    e.add_argument("--backbone-path", help="local folder of the backbone (default: the registry's)")
+    e.add_argument("--task", default="vqa", choices=["vqa", "caption"])
+    e.add_argument("--setting", default="one-step", choices=["one-step", "seq", "cross-task"])
+    e.add_argument("--k", type=int, default=None, help="edits per sequence (seq; cross-task uses 10)")
+    e.add_argument("--n", type=int, default=200, help="edit cases")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--protocol", default="tf-token", help="accuracy protocol: tf-token | tf-exact | gen-exact")
+    e.add_argument("--locality-protocol", default="answer-argmax", help="answer-argmax | topk-all")
+    e.add_argument("--data-dir", help="world / MMEdit folder with <task>/eval.json (default results/world/BACKBONE)")
+    e.add_argument("--runs-dir", help="results store (default results/runs)")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor hparam override")
+    e.add_argument("--force", action="store_true", help="recompute even if this run exists")
+    e.set_defaults(func=cmd_run)
+
+    nb = sub.add_parser("notebooks", help="execute the notebooks with papermill into results/executed/")
+    nb.add_argument("--only", action="append", help="notebook name (repeatable; default all)")
+    nb.add_argument("--smoke", action="store_true", help="a handful of cases each (seconds)")
+    nb.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="papermill parameter")
+    nb.set_defaults(func=cmd_notebooks)
     return parser
 
 

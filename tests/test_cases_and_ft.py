@@ -5,6 +5,7 @@ import torch
 from mmedit_lib.backbones.backbone import Query, state_hash
 from mmedit_lib.data.loaders import load_image, load_records
 from mmedit_lib.data.validate import validate_file
+from mmedit_lib.editors.base import EditRequest
 from mmedit_lib.editors.ft import FTHparams, apply_ft
 from mmedit_lib.metrics.accuracy import normalize_answer
 from mmedit_lib.world.world import World
@@ -51,7 +52,7 @@ def test_ft_last_layer_fixes_edit_cases_and_restores_bit_exactly(name, smoke_wor
     fixed = 0
     for rec in records:
         q = Query(load_image(rec.image, root), bb.vqa_prompt(rec.src), rec.alt)
-        with apply_ft(bb, q, FTHparams()):
+        with apply_ft(bb, EditRequest(q), FTHparams()):
             with torch.no_grad():
                 ((logits, target),) = bb.target_logits([q])
             fixed += bool((logits.argmax(-1) == target).all())

@@ -30,6 +30,14 @@ class Query:
 
 
 @dataclasses.dataclass
+class QueryLogits:
+    """One query's teacher-forced logits: every real position (L, V), the target-predicting ones (T, V), targets."""
+    sequence: torch.Tensor
+    target: torch.Tensor
+    target_ids: torch.Tensor
+
+
+@dataclasses.dataclass
 class Batch:
     input_ids: torch.Tensor  # (B, L), left-padded
     attention_mask: torch.Tensor
@@ -152,6 +160,17 @@ class Backbone:
             shifted = slice(sl.start - 1, sl.stop - 1)  # the logit at t predicts the token at t + 1
             result.append((logits[row, shifted], tgt.to(logits.device)))
         return result
+
+    def query_logits(self, queries: list[Query]) -> list["QueryLogits"]:
+        """Per query, the logits at every real (unpadded) position and at the target positions, in one pass."""
+        batch = self.encode(queries)
+        logits = self.logits(batch)
+        out = []
+        for row, (sl, tgt) in enumerate(zip(batch.target_slices, batch.target_ids)):
+            start = int((batch.attention_mask[row] == 0).sum())
+            shifted = slice(sl.start - 1, sl.stop - 1)
+            out.append(QueryLogits(logits[row, start:], logits[row, shifted], tgt.to(logits.device)))
+        return out
 
     def loss(self, queries: list[Query]) -> torch.Tensor:
         """Mean negative log-likelihood of the target tokens (each query weighted by its token count)."""

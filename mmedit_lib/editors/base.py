@@ -1,17 +1,47 @@
-"""What every edit returns: a handle whose `restore()` puts the backbone back bit-exactly.
+"""What crosses the editor boundary: an `EditRequest` in, an `Edit` handle out whose `restore()` is bit-exact.
 
-    >>> with apply_ft(backbone, query, FTHparams()) as edit:       # doctest: +SKIP
-    ...     answers = backbone.greedy([query])
-    >>> # leaving the block restored the saved weights
+    >>> editor = make_editor("ft-last", steps=10)                       # doctest: +SKIP
+    >>> editor.prepare(backbone, train_requests)                        # doctest: +SKIP
+    >>> with editor.edit(backbone, request) as edit:                    # doctest: +SKIP
+    ...     answers = backbone.greedy([request.query])
+    >>> # leaving the block restored the backbone bit-exactly
 
 `WeightEdit` saves the exact tensors it is about to change (clones, same dtype/device) and copies them back.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import torch
 
+from ..backbones.backbone import Query
 
-class WeightEdit:
+
+@dataclasses.dataclass
+class EditRequest:
+    """One edit: the query whose answer must become `query.target`, and the record it came from (rephrases...)."""
+    query: Query
+    record: Any = None
+    case_id: str = ""
+
+
+class Edit:
+    """A handle on an applied edit; `restore()` undoes it bit-exactly. Usable as a context manager."""
+    restored: bool = False
+
+    def restore(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "Edit":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.restored:
+            self.restore()
+
+
+class WeightEdit(Edit):
     def __init__(self, params: dict[str, torch.nn.Parameter]):
         self._params = params
         self._saved = {name: p.detach().clone() for name, p in params.items()}
@@ -25,10 +55,3 @@ class WeightEdit:
                 p.grad = None
                 p.requires_grad_(self._requires_grad[name])
         self.restored = True
-
-    def __enter__(self) -> "WeightEdit":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if not self.restored:
-            self.restore()

@@ -1,10 +1,14 @@
-"""FT baselines: fine-tune one site of the backbone on the edit (MMEdit's "FT (LLM last layer)").
+"""FT baselines: fine-tune one site of the backbone on the edit.
 
-    >>> edit = apply_ft(backbone, Query(image, backbone.vqa_prompt(rec.src), rec.alt), FTHparams())  # doctest: +SKIP
-    >>> edit.restore()                                                                              # doctest: +SKIP
+    >>> edit = apply_ft(backbone, EditRequest(Query(image, backbone.vqa_prompt(rec.src), rec.alt)), FTHparams())
+    ... # doctest: +SKIP
+    >>> edit.restore()                                                                      # doctest: +SKIP
 
-Defaults: the FFN output projection of the last decoder layer (OPT fc2, LLaMA down_proj), Adam, 20 steps at
-lr 3e-3 (measured on the tiny backbones; the full-size value belongs in a per-backbone hparams file).
+`ft-last` is MMEdit's and UniKE's "FT (LLM last layer)": the FFN output projection of the language model's last
+decoder layer (OPT fc2, LLaMA down_proj; `sites` and `layers` pick others, e.g. `("ffn_in", "ffn_out")`). `ft-vision` is MMEdit's "FT (vision block)": the last block on the
+vision side, read here as the last Q-Former layer (the vision-side block nearest the language model; set
+`site="vision_block"` for the ViT's last block). Adam; 20 steps at lr 3e-3 for the language side, measured on the
+tiny backbones (the full-size values belong in a per-backbone hparams file); early stop once the edit is learned.
 """
 from __future__ import annotations
 
@@ -12,23 +16,39 @@ import dataclasses
 
 import torch
 
-from ..backbones.backbone import Backbone, Query
-from .base import WeightEdit
+from ..backbones.backbone import Backbone
+from .base import EditRequest, WeightEdit
 
 
 @dataclasses.dataclass
 class FTHparams:
-    site: str = "ffn_out"
+    sites: tuple[str, ...] = ("ffn_out",)
     layers: tuple[int, ...] = (-1,)
     steps: int = 20
     lr: float = 3e-3
     stop_at_loss: float = 1e-3  # early stop once the edit is learned
 
 
-def apply_ft(backbone: Backbone, query: Query, hp: FTHparams) -> WeightEdit:
-    modules = [backbone.module(hp.site, layer) for layer in hp.layers]
-    params = {f"{backbone.site(hp.site, layer)}.{n}": p
-              for layer, m in zip(hp.layers, modules) for n, p in m.named_parameters()}
+@dataclasses.dataclass
+class FTVisionHparams(FTHparams):
+    sites: tuple[str, ...] = ("qformer_block",)
+    lr: float = 1e-3
+
+
+def edited_parameters(backbone: Backbone, sites, layers) -> dict[str, torch.nn.Parameter]:
+    params = {}
+    for site in sites:
+        for layer in layers:
+            path = backbone.site(site, layer)
+            for name, p in backbone.model.get_submodule(path).named_parameters():
+                params[f"{path}.{name}"] = p
+    if not params:
+        raise ValueError(f"sites {sites} at layers {layers} hold no parameters")
+    return params
+
+
+def apply_ft(backbone: Backbone, request: EditRequest, hp: FTHparams) -> WeightEdit:
+    params = edited_parameters(backbone, hp.sites, hp.layers)
     edit = WeightEdit(params)
     optimizer = torch.optim.Adam(params.values(), lr=hp.lr)
     flags = {p: p.requires_grad for p in backbone.model.parameters()}
@@ -37,7 +57,7 @@ def apply_ft(backbone: Backbone, query: Query, hp: FTHparams) -> WeightEdit:
         p.requires_grad_(True)
     try:
         for _ in range(hp.steps):
-            loss = backbone.loss([query])
+            loss = backbone.loss([request.query])
             if loss.item() < hp.stop_at_loss:
                 break
             optimizer.zero_grad()

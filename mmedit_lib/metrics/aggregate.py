@@ -1,0 +1,81 @@
+"""Aggregates over results rows: means with bootstrap 95% CIs (resampling cases), and BalancEdit's HM.
+
+    >>> harmonic_mean([96.58, 97.77, 68.82])          # BalancEdit Table 3, MEND on MiniGPT-4 / MMEDIT: HM 85.43
+    85.43...
+    >>> summary = summarize(rows)                       # doctest: +SKIP
+    >>> summary.loc["rel", ["mean", "ci_low", "ci_high"]]   # doctest: +SKIP
+
+`hm` is the harmonic mean of T-Gen, I-Gen (= `m_gen`) and Loc, as BalancEdit defines it. BalancEdit reports one
+"Loc", measured on images (unrelated and look-alike pictures), so `hm` takes `m_loc` by default; `hm_locality`
+selects `t_loc` or the mean of both instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")
+HM_LOCALITY = ("m_loc", "t_loc", "mean")
+N_BOOTSTRAP = 1000
+
+
+def harmonic_mean(values) -> float:
+    values = np.asarray(values, dtype=float)
+    if np.any(values < 0):
+        raise ValueError("the harmonic mean takes non-negative scores")
+    if np.any(values == 0):
+        return 0.0
+    return float(len(values) / np.sum(1.0 / values))
+
+
+def hm_from_means(means: dict, hm_locality: str = "m_loc") -> float:
+    if hm_locality not in HM_LOCALITY:
+        raise ValueError(f"hm_locality is one of {HM_LOCALITY}; got {hm_locality!r}")
+    loc = (means["t_loc"] + means["m_loc"]) / 2 if hm_locality == "mean" else means[hm_locality]
+    return harmonic_mean([means["t_gen"], means["m_gen"], loc])
+
+
+def bootstrap_ci(values, statistic=np.mean, n_boot: int = N_BOOTSTRAP, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of `statistic` over cases resampled with replacement (rows of `values`)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        raise ValueError("no cases to bootstrap")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    stats = np.array([statistic(values[i]) for i in idx])
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))
+
+
+def check_one_protocol(rows: list[dict]) -> tuple[str, str]:
+    """The (accuracy, locality) protocol shared by all rows; ValueError if they mix protocols."""
+    found = {(r["accuracy_protocol"], r["locality_protocol"]) for r in rows}
+    if len(found) != 1:
+        raise ValueError(f"rows mix metric protocols {sorted(found)}; aggregate each protocol separately")
+    return found.pop()
+
+
+def summarize(rows: list[dict], hm_locality: str = "m_loc", n_boot: int = N_BOOTSTRAP, seed: int = 0,
+              scale: float = 100.0) -> pd.DataFrame:
+    """Per metric (rel, t_gen, m_gen, t_loc, m_loc, hm): mean and 95% CI over cases, in percent by default."""
+    check_one_protocol(rows)
+    matrix = np.array([[r[m] for m in METRICS] for r in rows], dtype=float) * scale
+    out = {}
+    for j, metric in enumerate(METRICS):
+        low, high = bootstrap_ci(matrix[:, j], n_boot=n_boot, seed=seed)
+        out[metric] = (matrix[:, j].mean(), low, high)
+
+    def hm_stat(block):
+        return hm_from_means(dict(zip(METRICS, block.mean(0))), hm_locality)
+    low, high = bootstrap_ci(matrix, hm_stat, n_boot=n_boot, seed=seed)
+    out["hm"] = (hm_stat(matrix), low, high)
+    frame = pd.DataFrame(out, index=["mean", "ci_low", "ci_high"]).T
+    frame["n"] = len(rows)
+    return frame
+
+
+def format_summary(frame: pd.DataFrame) -> str:
+    """`rel  98.5 [96.0, 100.0]` lines, one per metric."""
+    return "\n".join(f"{m:6s} {r['mean']:6.1f} [{r['ci_low']:5.1f}, {r['ci_high']:5.1f}]"
+                     for m, r in frame.iterrows())

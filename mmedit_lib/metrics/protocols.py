@@ -1,0 +1,72 @@
+"""Metric protocols: how one probe is scored, by name. No two protocols are ever averaged together.
+
+    >>> import torch
+    >>> logits = torch.tensor([[0.1, 0.9], [0.8, 0.2]])            # two target positions, vocabulary of 2
+    >>> accuracy_score("tf-token", logits, torch.tensor([1, 1]))
+    0.5
+    >>> accuracy_score("tf-exact", logits, torch.tensor([1, 1]))
+    0.0
+    >>> accuracy_score("gen-exact", generated="Red.", target="red")
+    1.0
+
+Accuracy (rel, t_gen, m_gen), scored against the edit target:
+- `tf-token` (default): teacher-forced argmax over the target tokens == target tokens, averaged (MMEdit's code);
+- `tf-exact`: 1 only when every target token is right under teacher forcing;
+- `gen-exact`: the greedy answer, normalized, equals the target, normalized.
+Locality (t_loc, m_loc), scored post-edit against the *unedited* model's fingerprint of the same probe:
+- `answer-argmax` (default, the papers' era): argmax tokens at the locality answer's positions, the share equal;
+- `topk-all` (EasyEdit since 2024): top-1 ids (text-only probes) / top-10 ids (probes with an image) at every
+  position, compared rank by rank, the share equal.
+"""
+from __future__ import annotations
+
+import torch
+
+from .accuracy import normalize_answer
+
+ACCURACY_PROTOCOLS = ("tf-token", "tf-exact", "gen-exact")
+LOCALITY_PROTOCOLS = ("answer-argmax", "topk-all")
+TOPK_TEXT, TOPK_IMAGE = 1, 10
+
+
+def check_protocols(accuracy: str, locality: str) -> None:
+    """ValueError naming the known protocols when either name is unknown."""
+    if accuracy not in ACCURACY_PROTOCOLS:
+        raise ValueError(f"unknown accuracy protocol {accuracy!r}; known: {', '.join(ACCURACY_PROTOCOLS)}")
+    if locality not in LOCALITY_PROTOCOLS:
+        raise ValueError(f"unknown locality protocol {locality!r}; known: {', '.join(LOCALITY_PROTOCOLS)}")
+
+
+def accuracy_score(protocol: str, logits: torch.Tensor | None = None, target_ids: torch.Tensor | None = None,
+                   generated: str | None = None, target: str | None = None) -> float:
+    """One probe's accuracy under `protocol`: teacher-forced (logits (T, V), target ids (T,)) or generated text."""
+    if protocol == "gen-exact":
+        if generated is None or target is None:
+            raise ValueError("gen-exact scores a generated answer against the target text")
+        return float(normalize_answer(generated) == normalize_answer(target))
+    if logits is None or target_ids is None or len(target_ids) == 0:
+        raise ValueError(f"{protocol} needs the target logits and a non-empty target")
+    hits = (logits.argmax(-1) == target_ids.to(logits.device)).float()
+    if protocol == "tf-token":
+        return hits.mean().item()
+    if protocol == "tf-exact":
+        return float(bool(hits.all()))
+    raise ValueError(f"unknown accuracy protocol {protocol!r}; known: {', '.join(ACCURACY_PROTOCOLS)}")
+
+
+def locality_fingerprint(protocol: str, sequence_logits: torch.Tensor, target_logits: torch.Tensor,
+                         has_image: bool) -> torch.Tensor:
+    """What locality compares before and after an edit: token ids, (T,) or (L, k)."""
+    if protocol == "answer-argmax":
+        return target_logits.argmax(-1).cpu()
+    if protocol == "topk-all":
+        k = TOPK_IMAGE if has_image else TOPK_TEXT
+        return sequence_logits.topk(k, dim=-1).indices.cpu()
+    raise ValueError(f"unknown locality protocol {protocol!r}; known: {', '.join(LOCALITY_PROTOCOLS)}")
+
+
+def locality_score(before: torch.Tensor, after: torch.Tensor) -> float:
+    """Share of fingerprint entries (positions, or positions x ranks) unchanged by the edit."""
+    if before.shape != after.shape:
+        raise ValueError(f"fingerprints differ in shape: {tuple(before.shape)} vs {tuple(after.shape)}")
+    return (before == after).float().mean().item()

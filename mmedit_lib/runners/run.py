@@ -1,0 +1,192 @@
+"""Run an editor over edit cases in a setting, store one row per case, resume where a killed run stopped.
+
+    >>> spec = RunSpec(editor="ft-last", backbone="tiny-blip2-opt", task="vqa", setting="one-step", n=200)
+    >>> result = run(spec)                                  # doctest: +SKIP
+    >>> summarize(result.rows)                              # doctest: +SKIP
+
+Settings:
+- `one-step`: edit, evaluate the case, restore, next case (a group = one case);
+- `seq` with `k`: apply K edits in order, keep them, then evaluate every case of the sequence; locality always
+  against the *unedited* model; restore all (a group = one sequence);
+- `cross-task`: `seq` with K = 10 drawn as 5 E-VQA + 5 E-IC cases per sequence (`task` is "cross-task"); the
+  metrics of both tasks are pooled, as UniKE Table 3 reports them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..backbones.backbone import Backbone, state_hash
+from ..editors.registry import get_spec, make_editor
+from ..metrics.protocols import check_protocols
+from ..paths import REPO_ROOT
+from .cases import TASKS, Case, data_file, load_cases
+from .evaluate import evaluate_cases, locality_reference
+from .store import RunStore, key_hash
+
+SETTINGS = ("one-step", "seq", "cross-task")
+TIMING_FIELDS = ("edit_seconds", "peak_memory_mb")
+CROSS_TASK_K = 10
+
+
+@dataclasses.dataclass
+class RunSpec:
+    editor: str
+    backbone: str
+    task: str = "vqa"  # vqa | caption | cross-task
+    setting: str = "one-step"
+    n: int = 200  # edit cases (for seq/cross-task: a multiple of k)
+    k: int = 1
+    seed: int = 0
+    accuracy_protocol: str = "tf-token"
+    locality_protocol: str = "answer-argmax"
+    hparams: dict = dataclasses.field(default_factory=dict)  # overrides of the editor's defaults
+    data_dir: str | None = None  # default results/world/<backbone>
+    backbone_path: str | None = None
+
+    def check(self) -> None:
+        """ValueError with one clear message for any bad parameter (before anything is loaded or written)."""
+        get_spec(self.editor)
+        check_protocols(self.accuracy_protocol, self.locality_protocol)
+        if self.setting not in SETTINGS:
+            raise ValueError(f"unknown setting {self.setting!r}; known: {', '.join(SETTINGS)}")
+        if self.setting == "cross-task":
+            if self.task != "cross-task":
+                raise ValueError("the cross-task setting draws from both tasks: use task 'cross-task'")
+            if self.k != CROSS_TASK_K:
+                raise ValueError(f"cross-task editing uses k={CROSS_TASK_K} (5 E-VQA + 5 E-IC per sequence)")
+        elif self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)} (or cross-task)")
+        if self.setting == "one-step" and self.k != 1:
+            raise ValueError("one-step editing has k=1; use --setting seq for K sequential edits")
+        if self.setting == "seq" and self.k < 2:
+            raise ValueError(f"sequential editing needs k >= 2; got {self.k}")
+        if self.setting != "one-step" and not get_spec(self.editor).sequential:
+            raise ValueError(f"{self.editor} does not support sequential editing")
+        if self.n < 1 or self.n % self.k:
+            raise ValueError(f"n must be a positive multiple of k={self.k}; got {self.n}")
+
+    @property
+    def setting_label(self) -> str:
+        return {"one-step": "one-step", "seq": f"seq-{self.k}", "cross-task": "cross-task"}[self.setting]
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: str
+    folder: Path
+    rows: list[dict]
+    manifest: dict
+    reused: bool
+
+
+def default_data_dir(backbone: str) -> Path:
+    return REPO_ROOT / "results" / "world" / backbone
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def versions() -> dict:
+    import transformers
+    from .. import __version__
+    return {"mmedit_lib": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def peak_memory_mb(bb: Backbone) -> float:
+    if bb.device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(bb.device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # process peak RSS (Linux: KiB)
+
+
+def _file_sha(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_key(spec: RunSpec, bb: Backbone, hparams, data_files: list[Path]) -> dict:
+    return {"editor": spec.editor, "hparams": dataclasses.asdict(hparams),
+            "hparams_hash": key_hash(dataclasses.asdict(hparams))[:12], "backbone": spec.backbone,
+            "backbone_sha256": state_hash(bb.model), "task": spec.task, "setting": spec.setting_label,
+            "n": spec.n, "k": spec.k, "seed": spec.seed, "accuracy_protocol": spec.accuracy_protocol,
+            "locality_protocol": spec.locality_protocol,
+            "data": {str(p.relative_to(p.parents[1])): _file_sha(p) for p in data_files}}
+
+
+def groups_of(spec: RunSpec, bb: Backbone, data_dir: Path) -> tuple[list[list[Case]], list[Path]]:
+    """The run's cases, grouped as they are edited (loading every image first: bad input fails before writing)."""
+    if spec.setting == "cross-task":
+        half = spec.n // 2
+        vqa = load_cases(bb, data_dir, "vqa", half, spec.seed)
+        cap = load_cases(bb, data_dir, "caption", half, spec.seed)
+        step = CROSS_TASK_K // 2
+        groups = [vqa[i:i + step] + cap[i:i + step] for i in range(0, half, step)]
+        return groups, [data_file(data_dir, "vqa"), data_file(data_dir, "caption")]
+    cases = load_cases(bb, data_dir, spec.task, spec.n, spec.seed)
+    return [cases[i:i + spec.k] for i in range(0, len(cases), spec.k)], [data_file(data_dir, spec.task)]
+
+
+def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None = None, force: bool = False,
+        progress: bool = True) -> RunResult:
+    """Run (or reuse, or resume) the run `spec` names; returns its rows in case order."""
+    spec.check()
+    if spec.setting == "cross-task" and spec.n % CROSS_TASK_K:
+        raise ValueError(f"cross-task n must be a multiple of {CROSS_TASK_K}")
+    editor = make_editor(spec.editor, **spec.hparams)
+    if bb is None:
+        from ..backbones.registry import load_backbone
+        bb = load_backbone(spec.backbone, path=spec.backbone_path)
+    data_dir = Path(spec.data_dir) if spec.data_dir else default_data_dir(spec.backbone)
+    groups, files = groups_of(spec, bb, data_dir)
+    key = run_key(spec, bb, editor.hparams, files)
+    store = RunStore.open(runs_dir or REPO_ROOT / "results" / "runs", key, force=force)
+    done = store.completed_groups()
+    if len(done) == len(groups) and store.manifest()["status"] == "complete":
+        return RunResult(store.run_id, store.folder, store.rows(), store.manifest(), reused=True)
+
+    if editor.spec.prepare is not None:
+        train_groups, _ = groups_of(dataclasses.replace(spec, setting="one-step", k=1), bb, data_dir)
+        editor.prepare(bb, [c.request for g in train_groups for c in g])
+    todo = [g for g in range(len(groups)) if g not in done]
+    todo_cases = [c for g in todo for c in groups[g]]
+    reference = locality_reference(bb, todo_cases, spec.locality_protocol) if todo_cases else {}
+    common = {"run_id": store.run_id, "editor": spec.editor, "hparams_hash": key["hparams_hash"],
+              "backbone": spec.backbone, "task": spec.task, "setting": spec.setting_label, "seed": spec.seed,
+              "accuracy_protocol": spec.accuracy_protocol, "locality_protocol": spec.locality_protocol,
+              "git_sha": git_sha(), "versions": versions()}
+    before = state_hash(bb.model)
+    bar = tqdm(todo, desc=f"{spec.editor} {spec.setting_label} {spec.task}", disable=not progress, mininterval=2)
+    for g in bar:
+        cases = groups[g]
+        edits, seconds = [], []
+        try:
+            for position, case in enumerate(cases):
+                torch.manual_seed(spec.seed * 1_000_003 + g * 1_009 + position)
+                started = time.perf_counter()
+                edits.append(editor.edit(bb, case.request))
+                seconds.append(time.perf_counter() - started)
+            scores = evaluate_cases(bb, cases, reference, spec.accuracy_protocol, spec.locality_protocol)
+        finally:
+            for edit in reversed(edits):
+                edit.restore()
+        memory = peak_memory_mb(bb)
+        rows = [{**common, "case_id": c.case_id, "case_task": c.task, "group": g, "group_size": len(cases),
+                 "position": i, **s, "edit_seconds": round(t, 4), "peak_memory_mb": memory}
+                for i, (c, s, t) in enumerate(zip(cases, scores, seconds))]
+        store.append_group(rows)
+    if state_hash(bb.model) != before:
+        raise RuntimeError(f"{spec.editor} did not restore the backbone bit-exactly")
+    store.finish({"n_rows": sum(len(g) for g in groups), "git_sha": common["git_sha"],
+                  "versions": common["versions"]})
+    return RunResult(store.run_id, store.folder, store.rows(), store.manifest(), reused=False)

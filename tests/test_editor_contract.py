@@ -1,0 +1,76 @@
+"""The editor contract, for every registered editor: bit-exact restore, nothing left behind, deterministic for a
+seed, sequential editing as declared. A new editor joins these tests by being registered."""
+import dataclasses
+
+import pytest
+import torch
+
+from mmedit_lib.backbones.backbone import state_hash
+from mmedit_lib.editors.registry import EDITORS, make_editor, make_hparams
+from mmedit_lib.runners.cases import load_cases
+
+from conftest import TINY
+
+pytestmark = pytest.mark.slow
+
+
+def hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               for m in model.modules())
+
+
+@pytest.fixture(scope="module")
+def cases(smoke_world, shipped):
+    out = {}
+    for name in TINY:
+        world, _ = smoke_world(name)
+        out[name] = load_cases(shipped(name), world, "vqa", n=3, seed=0)
+    return out
+
+
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("editor_name", sorted(EDITORS))
+def test_every_editor_keeps_the_contract(editor_name, name, shipped, cases):
+    bb = shipped(name)
+    editor = make_editor(editor_name)
+    editor.prepare(bb, [c.request for c in cases[name]])
+    before, modules, n_hooks = state_hash(bb.model), [n for n, _ in bb.model.named_modules()], hooks(bb.model)
+    flags = [p.requires_grad for p in bb.model.parameters()]
+    request = cases[name][0].request
+
+    def edited_hash():
+        torch.manual_seed(0)
+        edit = editor.edit(bb, request)
+        after = state_hash(bb.model)
+        with torch.no_grad():
+            logits = bb.target_logits([request.query])[0][0].clone()
+        edit.restore()
+        return after, logits
+
+    first, logits = edited_hash()
+    assert state_hash(bb.model) == before, "restore() is not bit-exact"
+    assert [n for n, _ in bb.model.named_modules()] == modules and hooks(bb.model) == n_hooks
+    assert [p.requires_grad for p in bb.model.parameters()] == flags
+    assert all(p.grad is None for p in bb.model.parameters())
+    second, logits_again = edited_hash()
+    assert first == second and torch.equal(logits, logits_again), "not deterministic for a seed"
+    with torch.no_grad():
+        assert not torch.equal(bb.target_logits([request.query])[0][0], logits), "the edit changed nothing"
+
+    if EDITORS[editor_name].sequential:
+        edits = [editor.edit(bb, c.request) for c in cases[name][:2]]
+        assert state_hash(bb.model) != before
+        for edit in reversed(edits):
+            edit.restore()
+        assert state_hash(bb.model) == before, "stacked edits do not restore bit-exactly"
+
+
+@pytest.mark.parametrize("editor_name", sorted(EDITORS))
+def test_every_editor_has_a_hparams_dataclass_with_defaults_and_refuses_unknown_fields(editor_name):
+    hp = make_hparams(editor_name)
+    assert dataclasses.is_dataclass(hp)
+    with pytest.raises(ValueError, match="no hparam"):
+        make_hparams(editor_name, not_a_field=1)
+    field = dataclasses.fields(hp)[0]
+    with pytest.raises(ValueError, match="takes"):
+        make_hparams(editor_name, **{field.name: object()})
