@@ -1,0 +1,47 @@
+"""The papers' reported numbers as data: one long table, each row citing paper, table/figure, backbone and task.
+
+    >>> from mmedit_lib.reference import paper_numbers
+    >>> t = paper_numbers()
+    >>> t.query("paper == 'unike' and item == 'Table 1' and backbone == 'blip2-opt' and task == 'vqa' "
+    ...         "and method == 'MEND' and metric == 'rel'").value.item()
+    99.4
+
+Sources (all in `../shared/papers/`): UniKE (NeurIPS 2024) Tables 1-5 and the values printed in Figure 4(c);
+BalancEdit Tables 3 and 4 and the times printed with Table 5; MMEdit (EMNLP 2023): the shared text is a summary
+without its Table 2, so only the two numbers it quotes are here (see `note`). UniKE Table 1 re-reports the
+MMEdit baselines (FT, KE, T-Patcher, MEND, IKE, SERAC) on the same benchmark and both backbones; the Table 2
+notebook shows it as the reference until the MMEdit table itself is transcribed. Values are percentages unless
+the metric names a unit; "NA" cells are missing values. `backbone` is "blip2-opt" or "minigpt4".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+CSV = Path(__file__).with_name("paper_numbers.csv")
+COLUMNS = ("paper", "item", "setting", "backbone", "task", "dataset", "method", "metric", "value", "note")
+TINY_TO_PAPER_BACKBONE = {"tiny-blip2-opt": "blip2-opt", "tiny-minigpt4": "minigpt4",
+                          "blip2-opt-2.7b": "blip2-opt", "minigpt4-7b": "minigpt4"}
+
+
+def paper_numbers() -> pd.DataFrame:
+    table = pd.read_csv(CSV, na_values=["NA"], keep_default_na=False, dtype={"value": float})
+    missing = set(COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"{CSV}: missing column(s) {sorted(missing)}")
+    return table
+
+
+def paper_table(paper: str, item: str, **where) -> pd.DataFrame:
+    """Methods x metrics for one table (filtered by backbone, task, dataset...), in the paper's row order."""
+    t = paper_numbers()
+    t = t[(t.paper == paper) & (t["item"] == item)]
+    for column, value in where.items():
+        t = t[t[column] == value]
+    if t.empty:
+        raise ValueError(f"no reference numbers for {paper} {item} {where}")
+    order = list(dict.fromkeys(t.method))
+    wide = t.pivot_table(index="method", columns="metric", values="value", aggfunc="first", dropna=False)
+    metrics = list(dict.fromkeys(t.metric))
+    return wide.loc[order, metrics]
