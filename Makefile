@@ -9,9 +9,15 @@ export MPLBACKEND := Agg
 BACKBONES := tiny-blip2-opt tiny-minigpt4
 WORLD_SEED ?= 0
 
-.PHONY: setup test test-fast world backbones notebooks reproduce clean-world
+.PHONY: setup chromium test test-fast world backbones notebooks book reproduce smoke clean-world
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed chromium
+
+# Headless Chromium renders the built book in the tests (Debian's package; installed when missing).
+chromium:
+	@command -v chromium >/dev/null || { echo "installing Debian chromium (book tests)"; \
+	  $$(command -v sudo) apt-get install -y -q chromium >/dev/null || \
+	  { $$(command -v sudo) apt-get update -q >/dev/null && $$(command -v sudo) apt-get install -y -q chromium >/dev/null; }; }
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,11 +40,20 @@ world: setup
 backbones: setup
 	for b in $(BACKBONES); do $(PY) -m mmedit_lib --threads 2 train-backbone $$b --seed 0 || exit 1; done
 
+# Every notebook under papermill into results/executed/ (runs are reused from results/runs/ when they exist).
 notebooks: setup world
-	mkdir -p results/executed
-	for nb in notebooks/*.ipynb; do $(PY) -m papermill --cwd notebooks $$nb results/executed/$$(basename $$nb) -k python3 || exit 1; done
+	$(PY) -m mmedit_lib notebooks
 
-reproduce: setup world notebooks
+# The Jupyter Book (HTML, offline, warnings as errors) from the executed notebooks: book/_build/html.
+book: setup
+	$(PY) -m mmedit_lib book
+
+reproduce: setup world notebooks book
+
+# The same on a handful of cases (seconds per notebook): results/smoke/, then the smoke book.
+smoke: setup
+	$(PY) -m mmedit_lib notebooks --smoke
+	$(PY) -m mmedit_lib book --smoke
 
 clean-world:
 	rm -rf results/world

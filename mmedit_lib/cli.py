@@ -1,4 +1,4 @@
-"""Command line: `python -m mmedit_lib {world,train-backbone,report-backbone,validate,run,notebooks} ...`.
+"""Command line: `python -m mmedit_lib {world,train-backbone,report-backbone,validate,run,notebooks,book} ...`.
 
     $ python -m mmedit_lib world --out results/world/tiny-blip2-opt --seed 0 --backbone tiny-blip2-opt
     $ python -m mmedit_lib train-backbone tiny-minigpt4 --seed 0
@@ -191,6 +191,17 @@ def cmd_notebooks(args) -> int:
     return 0
 
 
+def cmd_book(args) -> int:
+    from .notebooks import NotebookError, build_book
+    try:
+        html = build_book(smoke=args.smoke)
+    except NotebookError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"book built: {html / 'index.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mmedit_lib", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default $MMEDIT_THREADS or 1)")
@@ -250,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--smoke", action="store_true", help="a handful of cases each (seconds)")
     nb.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="papermill parameter")
     nb.set_defaults(func=cmd_notebooks)
+
+    bk = sub.add_parser("book", help="build the Jupyter Book (HTML, offline) from the executed notebooks")
+    bk.add_argument("--smoke", action="store_true", help="from the smoke notebooks")
+    bk.set_defaults(func=cmd_book)
     return parser
 
 
