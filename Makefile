@@ -50,7 +50,7 @@ book: setup
 
 reproduce: setup world notebooks book
 
-# The same on a handful of cases (seconds per notebook): results/smoke/, then the smoke book.
+# The same on a handful of cases (seconds per notebook): results/smoke/, the smoke book in results/smoke/book/.
 smoke: setup
 	$(PY) -m mmedit_lib notebooks --smoke
 	$(PY) -m mmedit_lib book --smoke

@@ -1,7 +1,7 @@
 """Run the notebooks with papermill and build the Jupyter Book from the executed copies.
 
     $ python -m mmedit_lib notebooks [--only mmedit_table2_main] [--smoke] [--param n_edits=50]
-    $ python -m mmedit_lib book [--smoke]
+    $ python -m mmedit_lib book [--smoke]          # book/_build/html (smoke: results/smoke/book/_build/html)
 
 Sources in `notebooks/` stay output-free; executed copies go to `results/executed/` (smoke: `results/smoke/executed/`)
 with `status.json` (when and with which parameters each ran, its runtime) and each notebook's verdicts. The book
@@ -86,28 +86,40 @@ def status_page(status: dict) -> str:
     return "\n".join(lines)
 
 
+def book_root(smoke: bool = False) -> Path:
+    """`book/` itself, or for the smoke book a copy of its sources under results/smoke/book (never mixed)."""
+    if not smoke:
+        return BOOK_DIR
+    root = REPO_ROOT / "results" / "smoke" / "book"
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "intro.md"):
+        shutil.copy(BOOK_DIR / name, root / name)
+    return root
+
+
 def build_book(smoke: bool = False) -> Path:
     """Copy the executed notebooks in, write the status page and _toc.yml, build HTML (-W: warnings are errors)."""
     source = executed_dir(smoke)
+    root = book_root(smoke)
     status_path = source / "status.json"
     if not status_path.exists():
         raise NotebookError(f"no executed notebooks in {source}: run `python -m mmedit_lib notebooks"
                             f"{' --smoke' if smoke else ''}` first")
     status = json.loads(status_path.read_text())
-    chapters = BOOK_DIR / "chapters"
+    chapters = root / "chapters"
     shutil.rmtree(chapters, ignore_errors=True)
     chapters.mkdir(parents=True)
     names = [n for n in notebook_names() if n in status]
     for name in names:
         shutil.copy(source / f"{name}.ipynb", chapters / f"{name}.ipynb")
-    (BOOK_DIR / "status.md").write_text(status_page({n: status[n] for n in names}))
+    (root / "status.md").write_text(status_page({n: status[n] for n in names}))
     toc = ["format: jb-book", "root: intro", "chapters:", "- file: status"]
     toc += [f"- file: chapters/{n}" for n in names]
-    (BOOK_DIR / "_toc.yml").write_text("\n".join(toc) + "\n")
-    shutil.rmtree(BOOK_DIR / "_build", ignore_errors=True)
+    (root / "_toc.yml").write_text("\n".join(toc) + "\n")
+    shutil.rmtree(root / "_build", ignore_errors=True)
     jb = Path(sys.executable).with_name("jupyter-book")
-    result = subprocess.run([str(jb), "build", str(BOOK_DIR), "-W", "-n", "--keep-going"], cwd=REPO_ROOT,
+    result = subprocess.run([str(jb), "build", str(root), "-W", "-n", "--keep-going"], cwd=REPO_ROOT,
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise NotebookError(f"jupyter-book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return BOOK_DIR / "_build" / "html"
+    return root / "_build" / "html"

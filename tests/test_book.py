@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mmedit_lib.notebooks import BOOK_DIR, build_book, executed_dir, notebook_names, run_notebooks
+from mmedit_lib.notebooks import BOOK_DIR, book_root, build_book, executed_dir, notebook_names, run_notebooks
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -46,4 +46,5 @@ def test_the_book_renders_tables_figures_and_the_status_page_in_chromium(smoke_b
     assert "<img " in chapter and "_images/" in chapter  # the seaborn figure
     status = dom(html / "status.html")
     assert "Reproduction status" in status and "mmedit_table2_main" in status
-    assert (BOOK_DIR / "chapters" / "world_tour.ipynb").exists()
+    assert (book_root(True) / "chapters" / "world_tour.ipynb").exists()
+    assert html.parent.parent != BOOK_DIR  # the smoke book never overwrites the real one

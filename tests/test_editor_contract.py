@@ -54,12 +54,14 @@ def test_every_editor_keeps_the_contract(editor_name, name, shipped, cases):
     assert all(p.grad is None for p in bb.model.parameters())
     second, logits_again = edited_hash()
     assert first == second and torch.equal(logits, logits_again), "not deterministic for a seed"
+    spec = EDITORS[editor_name]
     with torch.no_grad():
-        assert not torch.equal(bb.target_logits([request.query])[0][0], logits), "the edit changed nothing"
+        unchanged = torch.equal(bb.target_logits([request.query])[0][0], logits)
+    assert unchanged != spec.changes_model, "the edit changed nothing" if spec.changes_model else "it changed the model"
 
-    if EDITORS[editor_name].sequential:
+    if spec.sequential:
         edits = [editor.edit(bb, c.request) for c in cases[name][:2]]
-        assert state_hash(bb.model) != before
+        assert (state_hash(bb.model) != before) == spec.changes_model
         for edit in reversed(edits):
             edit.restore()
         assert state_hash(bb.model) == before, "stacked edits do not restore bit-exactly"
@@ -71,6 +73,8 @@ def test_every_editor_has_a_hparams_dataclass_with_defaults_and_refuses_unknown_
     assert dataclasses.is_dataclass(hp)
     with pytest.raises(ValueError, match="no hparam"):
         make_hparams(editor_name, not_a_field=1)
+    if not dataclasses.fields(hp):
+        return
     field = dataclasses.fields(hp)[0]
     with pytest.raises(ValueError, match="takes"):
         make_hparams(editor_name, **{field.name: object()})

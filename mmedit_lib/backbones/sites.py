@@ -6,7 +6,8 @@
     >>> site_path("llama", "ffn_out", layer=0, n_layers=4)
     'language_model.model.layers.0.mlp.down_proj'
 
-`layer_in` / `layer_out` name the decoder layer module itself (hook its input / its output). Vision-side sites
+`layer` is a whole decoder layer (attention, FFN, norms: what "fine-tune the last layer" tunes); `layer_in` /
+`layer_out` name the same module, to hook its input / its output. Vision-side sites
 (`vision_block`, `qformer_block`) are the same for every BLIP-2-style backbone.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ _VISION = {
 SITE_TABLE: dict[str, dict[str, str]] = {
     "opt": {
         "layers": "language_model.model.decoder.layers",
+        "layer": "language_model.model.decoder.layers.{i}",
         "layer_in": "language_model.model.decoder.layers.{i}",
         "layer_out": "language_model.model.decoder.layers.{i}",
         "attn_out": "language_model.model.decoder.layers.{i}.self_attn.out_proj",
@@ -32,6 +34,7 @@ SITE_TABLE: dict[str, dict[str, str]] = {
     },
     "llama": {
         "layers": "language_model.model.layers",
+        "layer": "language_model.model.layers.{i}",
         "layer_in": "language_model.model.layers.{i}",
         "layer_out": "language_model.model.layers.{i}",
         "attn_out": "language_model.model.layers.{i}.self_attn.o_proj",

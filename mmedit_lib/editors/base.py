@@ -55,3 +55,10 @@ class WeightEdit(Edit):
                 p.grad = None
                 p.requires_grad_(self._requires_grad[name])
         self.restored = True
+
+
+class NoEdit(Edit):
+    """The unedited backbone (the papers' "Base" / "Backbone Model" row): nothing to undo."""
+
+    def restore(self) -> None:
+        self.restored = True

@@ -1,7 +1,7 @@
 """The editor registry: a flat table of names -> (hparams dataclass, apply function, what the method supports).
 
     >>> sorted(EDITORS)
-    ['ft-last', 'ft-vision']
+    ['ft-last', 'ft-vision', 'unedited']
     >>> editor = make_editor("ft-last", steps=10)
     >>> editor.hparams.steps
     10
@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from .base import Edit, EditRequest
+from .base import Edit, EditRequest, NoEdit
 from .ft import FTHparams, FTVisionHparams, apply_ft
 
 
@@ -25,14 +25,22 @@ class EditorSpec:
     apply: Callable[..., Edit]
     prepare: Callable[..., Any] | None = None
     sequential: bool = True  # edits can stay applied while more are made (sequential editing)
+    changes_model: bool = True  # False only for the unedited baseline
     summary: str = ""
 
 
+@dataclasses.dataclass
+class NoHparams:
+    """The unedited baseline has no hyperparameters."""
+
+
 EDITORS: dict[str, EditorSpec] = {
+    "unedited": EditorSpec("unedited", NoHparams, lambda bb, req, hp, prepared: NoEdit(), changes_model=False,
+                           summary="no edit: the papers' Base / Backbone Model row"),
     "ft-last": EditorSpec("ft-last", FTHparams, lambda bb, req, hp, prepared: apply_ft(bb, req, hp),
-                          summary="fine-tune the language model's last-layer FFN (MMEdit, UniKE)"),
+                          summary="fine-tune the language model's last decoder layer (MMEdit, UniKE)"),
     "ft-vision": EditorSpec("ft-vision", FTVisionHparams, lambda bb, req, hp, prepared: apply_ft(bb, req, hp),
-                            summary="fine-tune the last vision-side block (MMEdit's FT vision block)"),
+                            summary="fine-tune the ViT's last block (MMEdit's FT vision block)"),
 }
 
 
