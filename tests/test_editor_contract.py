@@ -33,7 +33,7 @@ def cases(smoke_world, shipped):
 def test_every_editor_keeps_the_contract(editor_name, name, shipped, cases):
     bb = shipped(name)
     editor = make_editor(editor_name)
-    editor.prepare(bb, [c.request for c in cases[name]])
+    editor.prepare(bb, [c.request.record for c in cases[name]])
     before, modules, n_hooks = state_hash(bb.model), [n for n, _ in bb.model.named_modules()], hooks(bb.model)
     flags = [p.requires_grad for p in bb.model.parameters()]
     request = cases[name][0].request

@@ -174,3 +174,26 @@ def test_evaluation_throughput_is_close_to_the_raw_forward(smoke_world, shipped)
     bb = shipped("tiny-blip2-opt")
     result = evaluation_throughput(bb, load_cases(bb, world, "vqa", n=20), group_size=1)
     assert result["ratio"] >= 0.6, result  # measured 0.95-1.06 on the full world; loose for busy CI machines
+
+
+def test_prepare_gets_the_train_split_never_the_cases_it_is_scored_on(smoke_world, shipped, tmp_path, monkeypatch):
+    from mmedit_lib.editors import registry
+    from mmedit_lib.editors.base import NoEdit
+    world, _ = smoke_world("tiny-blip2-opt")
+    seen = {}
+
+    def prepare(bb, records, image_root, hp):
+        seen["ids"] = [r.extra["case_id"] for r in records]
+        seen["root"] = image_root
+        return "prepared"
+
+    def apply(bb, request, hp, prepared):
+        assert prepared == "prepared"
+        return NoEdit()
+    spec = registry.EditorSpec("probe", registry.NoHparams, apply, prepare=prepare)
+    monkeypatch.setitem(registry.EDITORS, "probe", spec)
+    result = run(RunSpec(editor="probe", backbone="tiny-blip2-opt", n=4, data_dir=str(world)),
+                 bb=shipped("tiny-blip2-opt"), runs_dir=tmp_path, progress=False)
+    assert seen["ids"] and all(i.startswith("vqa-train-") for i in seen["ids"]) and seen["root"] == world
+    assert {r["case_id"] for r in result.rows}.isdisjoint(seen["ids"])
+    assert "vqa/train.json" in json.loads((result.folder / "manifest.json").read_text())["key"]["data"]

@@ -1,7 +1,7 @@
 """What crosses the editor boundary: an `EditRequest` in, an `Edit` handle out whose `restore()` is bit-exact.
 
     >>> editor = make_editor("ft-last", steps=10)                       # doctest: +SKIP
-    >>> editor.prepare(backbone, train_requests)                        # doctest: +SKIP
+    >>> editor.prepare(backbone, train_records, image_root)            # doctest: +SKIP
     >>> with editor.edit(backbone, request) as edit:                    # doctest: +SKIP
     ...     answers = backbone.greedy([request.query])
     >>> # leaving the block restored the backbone bit-exactly

@@ -7,7 +7,8 @@
     10
 
 Each method is a plain `apply(backbone, request, hparams, prepared) -> Edit` (ROME-style); methods that train
-something first (MEND, SERAC, UniKE's memory...) add `prepare(backbone, train_requests, hparams) -> prepared`.
+something first (MEND, SERAC, UniKE's memory...) add `prepare(backbone, train_records, image_root, hparams) ->
+prepared`, given the train split's records (never the eval cases).
 """
 from __future__ import annotations
 
@@ -54,9 +55,9 @@ class Editor:
     def name(self) -> str:
         return self.spec.name
 
-    def prepare(self, backbone, train_requests: list[EditRequest]) -> None:
+    def prepare(self, backbone, train_records: list, image_root=None) -> None:
         if self.spec.prepare is not None:
-            self.prepared = self.spec.prepare(backbone, train_requests, self.hparams)
+            self.prepared = self.spec.prepare(backbone, train_records, image_root, self.hparams)
 
     def edit(self, backbone, request: EditRequest) -> Edit:
         return self.spec.apply(backbone, request, self.hparams, self.prepared)

@@ -26,6 +26,7 @@ from ..backbones.backbone import Backbone, state_hash
 from ..editors.registry import get_spec, make_editor
 from ..metrics.protocols import check_protocols
 from ..paths import REPO_ROOT
+from ..data.loaders import load_records
 from .cases import TASKS, Case, data_file, load_cases
 from .evaluate import evaluate_cases, locality_reference
 from .store import RunStore, key_hash
@@ -147,15 +148,18 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
         bb = load_backbone(spec.backbone, path=spec.backbone_path)
     data_dir = Path(spec.data_dir) if spec.data_dir else default_data_dir(spec.backbone)
     groups, files = groups_of(spec, bb, data_dir)
+    if editor.spec.prepare is not None:
+        files += [data_file(data_dir, f.parent.name, "train") for f in files]
     key = run_key(spec, bb, editor.hparams, files)
     store = RunStore.open(runs_dir or REPO_ROOT / "results" / "runs", key, force=force)
     done = store.completed_groups()
     if len(done) == len(groups) and store.manifest()["status"] == "complete":
         return RunResult(store.run_id, store.folder, store.rows(), store.manifest(), reused=True)
 
-    if editor.spec.prepare is not None:
-        train_groups, _ = groups_of(dataclasses.replace(spec, setting="one-step", k=1), bb, data_dir)
-        editor.prepare(bb, [c.request for g in train_groups for c in g])
+    if editor.spec.prepare is not None:  # trained on the train split only, never on the cases it is scored on
+        tasks = ("vqa", "caption") if spec.task == "cross-task" else (spec.task,)
+        train_files = [data_file(data_dir, t, "train") for t in tasks]
+        editor.prepare(bb, [r for f in train_files for r in load_records(f)], train_files[0].parent.parent)
     todo = [g for g in range(len(groups)) if g not in done]
     todo_cases = [c for g in todo for c in groups[g]]
     reference = locality_reference(bb, todo_cases, spec.locality_protocol) if todo_cases else {}
