@@ -250,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--protocol", default="tf-token", help="accuracy protocol: tf-token | tf-exact | gen-exact")
     e.add_argument("--locality-protocol", default="answer-argmax", help="answer-argmax | topk-all")
-    e.add_argument("--data-dir", help="world / MMEdit folder with <task>/eval.json (default results/world/BACKBONE)")
+    e.add_argument("--data-dir", help="folder with <task>/eval.json, or the official MMEdit editing-data/ folder "
+                   "(vqa/vqa_eval.json, caption/caption_eval_edit.json); default results/world/BACKBONE")
     e.add_argument("--runs-dir", help="results store (default results/runs)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor hparam override")
     e.add_argument("--force", action="store_true", help="recompute even if this run exists")

@@ -197,3 +197,16 @@ def test_prepare_gets_the_train_split_never_the_cases_it_is_scored_on(smoke_worl
     assert seen["ids"] and all(i.startswith("vqa-train-") for i in seen["ids"]) and seen["root"] == world
     assert {r["case_id"] for r in result.rows}.isdisjoint(seen["ids"])
     assert "vqa/train.json" in json.loads((result.folder / "manifest.json").read_text())["key"]["data"]
+
+
+def test_the_official_mmedit_layout_is_found_and_its_missing_coco_images_are_one_clear_error(shipped, tmp_path):
+    import shutil
+    from mmedit_lib.data.loaders import MissingImageError
+    from conftest import FIXTURES
+    data = tmp_path / "editing-data"
+    (data / "vqa").mkdir(parents=True)
+    shutil.copy(FIXTURES / "mmedit_vqa_eval_sample.json", data / "vqa" / "vqa_eval.json")
+    with pytest.raises(MissingImageError, match=r"image not found: .*COCO_val2014_\d+\.jpg"):
+        run(RunSpec(editor="ft-last", backbone="tiny-blip2-opt", n=40, data_dir=str(data)),
+            bb=shipped("tiny-blip2-opt"), runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

@@ -32,10 +32,18 @@ class Case:
     probes: dict[str, Query]
 
 
+# The official MMEdit download's file names (editing-data/<task>/...), tried when <task>/<split>.json is absent.
+OFFICIAL_NAMES = {("vqa", "eval"): "vqa_eval.json", ("vqa", "train"): "vqa_train.json",
+                  ("caption", "eval"): "caption_eval_edit.json", ("caption", "train"): "caption_train_edit.json"}
+
+
 def data_file(data_dir: str | Path, task: str, split: str = "eval") -> Path:
+    """`<data_dir>/<task>/<split>.json` (the embedded world), else the official MMEdit name in the same folder."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    return Path(data_dir) / task / f"{split}.json"
+    ours = Path(data_dir) / task / f"{split}.json"
+    official = Path(data_dir) / task / OFFICIAL_NAMES[(task, split)]
+    return official if not ours.exists() and official.exists() else ours
 
 
 def select_indices(total: int, n: int, seed: int) -> list[int]:
