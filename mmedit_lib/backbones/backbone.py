@@ -153,13 +153,7 @@ class Backbone:
 
     def target_logits(self, queries: list[Query]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per query, (logits predicting each target token (T, V), target ids (T,)), teacher-forced."""
-        batch = self.encode(queries)
-        logits = self.logits(batch)
-        result = []
-        for row, (sl, tgt) in enumerate(zip(batch.target_slices, batch.target_ids)):
-            shifted = slice(sl.start - 1, sl.stop - 1)  # the logit at t predicts the token at t + 1
-            result.append((logits[row, shifted], tgt.to(logits.device)))
-        return result
+        return [(q.target, q.target_ids) for q in self.query_logits(queries)]
 
     def query_logits(self, queries: list[Query]) -> list["QueryLogits"]:
         """Per query, the logits at every real (unpadded) position and at the target positions, in one pass."""
@@ -168,7 +162,7 @@ class Backbone:
         out = []
         for row, (sl, tgt) in enumerate(zip(batch.target_slices, batch.target_ids)):
             start = int((batch.attention_mask[row] == 0).sum())
-            shifted = slice(sl.start - 1, sl.stop - 1)
+            shifted = slice(sl.start - 1, sl.stop - 1)  # the logit at t predicts the token at t + 1
             out.append(QueryLogits(logits[row, start:], logits[row, shifted], tgt.to(logits.device)))
         return out
 

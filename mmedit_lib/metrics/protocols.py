@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .accuracy import normalize_answer
+from .accuracy import normalize_answer, token_accuracy
 
 ACCURACY_PROTOCOLS = ("tf-token", "tf-exact", "gen-exact")
 LOCALITY_PROTOCOLS = ("answer-argmax", "topk-all")
@@ -46,11 +46,11 @@ def accuracy_score(protocol: str, logits: torch.Tensor | None = None, target_ids
         return float(normalize_answer(generated) == normalize_answer(target))
     if logits is None or target_ids is None or len(target_ids) == 0:
         raise ValueError(f"{protocol} needs the target logits and a non-empty target")
-    hits = (logits.argmax(-1) == target_ids.to(logits.device)).float()
+    target_ids = target_ids.to(logits.device)
     if protocol == "tf-token":
-        return hits.mean().item()
+        return token_accuracy(logits, target_ids)
     if protocol == "tf-exact":
-        return float(bool(hits.all()))
+        return float(bool((logits.argmax(-1) == target_ids).all()))
     raise ValueError(f"unknown accuracy protocol {protocol!r}; known: {', '.join(ACCURACY_PROTOCOLS)}")
 
 
