@@ -154,7 +154,7 @@ def cmd_run(args) -> int:
                        hparams=hparams, data_dir=args.data_dir, backbone_path=args.backbone_path)
         spec.check()
         from .editors.registry import make_hparams
-        make_hparams(spec.editor, **hparams)
+        make_hparams(spec.editor, spec.backbone, **hparams)
         result = run(spec, runs_dir=args.runs_dir, force=args.force)
     except (ValueError, DataError, MissingImageError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)

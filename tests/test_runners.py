@@ -182,9 +182,10 @@ def test_prepare_gets_the_train_split_never_the_cases_it_is_scored_on(smoke_worl
     world, _ = smoke_world("tiny-blip2-opt")
     seen = {}
 
-    def prepare(bb, records, image_root, hp):
-        seen["ids"] = [r.extra["case_id"] for r in records]
-        seen["root"] = image_root
+    def prepare(bb, train, hp):
+        seen["ids"] = [r.extra["case_id"] for r in train.records]
+        seen["root"] = train.roots[0]
+        seen["first"] = train[0].case_id
         return "prepared"
 
     def apply(bb, request, hp, prepared):
@@ -195,6 +196,7 @@ def test_prepare_gets_the_train_split_never_the_cases_it_is_scored_on(smoke_worl
     result = run(RunSpec(editor="probe", backbone="tiny-blip2-opt", n=4, data_dir=str(world)),
                  bb=shipped("tiny-blip2-opt"), runs_dir=tmp_path, progress=False)
     assert seen["ids"] and all(i.startswith("vqa-train-") for i in seen["ids"]) and seen["root"] == world
+    assert seen["first"] == seen["ids"][0]
     assert {r["case_id"] for r in result.rows}.isdisjoint(seen["ids"])
     assert "vqa/train.json" in json.loads((result.folder / "manifest.json").read_text())["key"]["data"]
 

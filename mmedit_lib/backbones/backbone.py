@@ -23,10 +23,15 @@ from .sites import site_path
 
 @dataclasses.dataclass
 class Query:
-    """One model input: an image (PIL, a processed (3,H,W) tensor, or None), a prompt, and an optional target."""
+    """One model input: an image (PIL, a processed (3,H,W) tensor, or None), a prompt, and an optional target.
+
+    `context` is text the model reads between `<s>` and the prompt (IKE's demonstrations, SERAC's edit fact); the
+    logits `query_logits` returns skip it, so a query scores the same positions with or without a context.
+    """
     image: Image.Image | torch.Tensor | None
     prompt: str
     target: str | None = None
+    context: str = ""
 
 
 @dataclasses.dataclass
@@ -45,6 +50,7 @@ class Batch:
     pixel_values: torch.Tensor | None  # (n_images, 3, H, W) for the rows that have an image
     target_slices: list[slice]  # positions of each row's target tokens in the sequence
     target_ids: list[torch.Tensor]
+    context_slices: list[slice]  # positions of each row's context tokens (empty when it has none)
 
 
 class Backbone:
@@ -58,6 +64,7 @@ class Backbone:
         self.vqa_template = vqa_template
         self.num_query_tokens = model.config.num_query_tokens
         self.image_token_id = model.config.image_token_id
+        self.router = None  # set by routing edits (IKE, SERAC) through `editors.routing.RouterEdit` only
 
     # ---- structure -------------------------------------------------------------------------------
     @property
@@ -91,6 +98,13 @@ class Backbone:
     def vqa_prompt(self, question: str) -> str:
         return self.vqa_template.format(question)
 
+    def question_of(self, prompt: str) -> str:
+        """The question inside a VQA-template prompt; any other prompt (captions, text questions) as it is."""
+        head, _, tail = self.vqa_template.partition("{}")
+        if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) > len(head) + len(tail):
+            return prompt[len(head):len(prompt) - len(tail)].strip()
+        return prompt
+
     def pixel_values(self, images) -> torch.Tensor:
         tensors = [img for img in images if isinstance(img, torch.Tensor)]
         if len(tensors) == len(images):
@@ -107,12 +121,14 @@ class Backbone:
         return self._ids(" " + target.strip())
 
     def encode(self, queries: list[Query]) -> Batch:
-        rows, slices, targets, images = [], [], [], []
+        rows, slices, targets, images, contexts = [], [], [], [], []
         for q in queries:
             prefix = [self.image_token_id] * self.num_query_tokens if q.image is not None else []
             if q.image is not None:
                 images.append(q.image)
-            prompt = prefix + [self.tokenizer.bos_token_id] + self._ids(q.prompt)
+            context = self._ids(q.context)
+            contexts.append((len(prefix) + 1, len(context)))
+            prompt = prefix + [self.tokenizer.bos_token_id] + context + self._ids(q.prompt)
             target = self.target_ids(q.target) if q.target is not None else []
             rows.append(prompt + target)
             targets.append(torch.tensor(target, dtype=torch.long))
@@ -124,8 +140,10 @@ class Backbone:
         position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
         target_slices = [slice(width - len(r) + start, width - len(r) + start + n)
                          for r, (start, n) in zip(rows, slices)]
+        context_slices = [slice(width - len(r) + start, width - len(r) + start + n)
+                          for r, (start, n) in zip(rows, contexts)]
         pixel_values = self.pixel_values(images) if images else None
-        return Batch(input_ids, attention_mask, position_ids, pixel_values, target_slices, targets)
+        return Batch(input_ids, attention_mask, position_ids, pixel_values, target_slices, targets, context_slices)
 
     def input_embeddings(self, batch: Batch, image_features: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with the image tokens replaced by projected Q-Former outputs."""
@@ -156,14 +174,43 @@ class Backbone:
         return [(q.target, q.target_ids) for q in self.query_logits(queries)]
 
     def query_logits(self, queries: list[Query]) -> list["QueryLogits"]:
-        """Per query, the logits at every real (unpadded) position and at the target positions, in one pass."""
+        """Per query, the logits at every real (unpadded) position and at the target positions, in one pass.
+
+        A query's context positions are skipped: of `<s>` and the context, only the last position (the one that
+        predicts the prompt's first token, as `<s>` does without a context) is kept. Queries go through the
+        installed router, if any (`Router`: IKE's context, SERAC's scope routing).
+        """
+        return self._routed(queries, Backbone._query_logits)
+
+    def _query_logits(self, queries: list[Query]) -> list["QueryLogits"]:
         batch = self.encode(queries)
         logits = self.logits(batch)
         out = []
-        for row, (sl, tgt) in enumerate(zip(batch.target_slices, batch.target_ids)):
+        for row, (sl, tgt, ctx) in enumerate(zip(batch.target_slices, batch.target_ids, batch.context_slices)):
             start = int((batch.attention_mask[row] == 0).sum())
             shifted = slice(sl.start - 1, sl.stop - 1)  # the logit at t predicts the token at t + 1
-            out.append(QueryLogits(logits[row, start:], logits[row, shifted], tgt.to(logits.device)))
+            sequence = logits[row, start:]
+            if ctx.stop > ctx.start:
+                skip = slice(ctx.start - 1 - start, ctx.stop - 1 - start)
+                sequence = torch.cat([sequence[:skip.start], sequence[skip.stop:]])
+            out.append(QueryLogits(sequence, logits[row, shifted], tgt.to(logits.device)))
+        return out
+
+    def _routed(self, queries: list[Query], method):
+        """`method(backbone, queries)` per answering backbone, results back in the order of `queries`."""
+        if self.router is None:
+            return method(self, queries)
+        routes = self.router.route(queries)
+        if len(routes) != len(queries):
+            raise RuntimeError(f"{type(self.router).__name__} routed {len(routes)} of {len(queries)} queries")
+        groups: dict[int, tuple[Backbone, list[int]]] = {}
+        for i, (bb, _) in enumerate(routes):
+            groups.setdefault(id(bb), (bb, []))[1].append(i)
+        out = [None] * len(queries)
+        for bb, rows in groups.values():
+            results = method(bb, [routes[i][1] for i in rows])
+            for i, result in zip(rows, results):
+                out[i] = result
         return out
 
     def loss(self, queries: list[Query]) -> torch.Tensor:
@@ -175,7 +222,10 @@ class Backbone:
 
     @torch.no_grad()
     def greedy(self, queries: list[Query], max_new_tokens: int = 12) -> list[str]:
-        """Greedy answers (decoded, stripped), stopping at </s>; uses the KV cache."""
+        """Greedy answers (decoded, stripped), stopping at </s>; uses the KV cache; through the router, if any."""
+        return self._routed(queries, lambda bb, qs: bb._greedy(qs, max_new_tokens))
+
+    def _greedy(self, queries: list[Query], max_new_tokens: int) -> list[str]:
         batch = self.encode([dataclasses.replace(q, target=None) for q in queries])
         device = self.device
         embeds = self.input_embeddings(batch)

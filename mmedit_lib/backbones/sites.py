@@ -14,8 +14,10 @@ from __future__ import annotations
 
 _VISION = {
     "vision_block": "vision_model.encoder.layers.{i}",
+    "vision_ffn_in": "vision_model.encoder.layers.{i}.mlp.fc1",
     "vision_ffn_out": "vision_model.encoder.layers.{i}.mlp.fc2",
     "qformer_block": "qformer.encoder.layer.{i}",
+    "qformer_ffn_in": "qformer.encoder.layer.{i}.intermediate_query.dense",
     "qformer_ffn_out": "qformer.encoder.layer.{i}.output_query.dense",
     "language_projection": "language_projection",
 }

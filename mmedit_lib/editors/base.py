@@ -62,3 +62,11 @@ class NoEdit(Edit):
 
     def restore(self) -> None:
         self.restored = True
+
+
+def records_of(train) -> list:
+    """The records of a train split (`runners.cases.TrainSplit`) or of a list of cases, without loading images.
+
+    What `prepare` is given: a sequence of cases (`.request`, `.probes`), images loaded when a case is read.
+    """
+    return train.records if hasattr(train, "records") else [c.request.record for c in train]

@@ -66,7 +66,14 @@ def locality_fingerprint(protocol: str, sequence_logits: torch.Tensor, target_lo
 
 
 def locality_score(before: torch.Tensor, after: torch.Tensor) -> float:
-    """Share of fingerprint entries (positions, or positions x ranks) unchanged by the edit."""
-    if before.shape != after.shape:
+    """Share of fingerprint entries (positions, or positions x ranks) unchanged by the edit.
+
+    Fingerprints of different lengths (`topk-all` on a query that a routing editor such as IKE rewrote into its
+    in-context format) are compared on their common trailing positions: both end with the answer.
+    """
+    if before.shape[1:] != after.shape[1:] or before.dim() == 0:
         raise ValueError(f"fingerprints differ in shape: {tuple(before.shape)} vs {tuple(after.shape)}")
-    return (before == after).float().mean().item()
+    n = min(len(before), len(after))
+    if n == 0:
+        raise ValueError("empty locality fingerprint")
+    return (before[len(before) - n:] == after[len(after) - n:]).float().mean().item()

@@ -26,13 +26,12 @@ from ..backbones.backbone import Backbone, state_hash
 from ..editors.registry import get_spec, make_editor
 from ..metrics.protocols import check_protocols
 from ..paths import REPO_ROOT
-from ..data.loaders import load_records
-from .cases import TASKS, Case, data_file, load_cases
+from .cases import TASKS, Case, TrainSplit, data_file, load_cases
 from .evaluate import evaluate_cases, locality_reference
 from .store import RunStore, key_hash
 
 SETTINGS = ("one-step", "seq", "cross-task")
-TIMING_FIELDS = ("edit_seconds", "peak_memory_mb")
+TIMING_FIELDS = ("edit_seconds", "peak_memory_mb", "prepare_seconds")
 CROSS_TASK_K = 10
 
 
@@ -142,7 +141,7 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
         progress: bool = True) -> RunResult:
     """Run (or reuse, or resume) the run `spec` names; returns its rows in case order."""
     spec.check()
-    editor = make_editor(spec.editor, **spec.hparams)
+    editor = make_editor(spec.editor, backbone=spec.backbone, **spec.hparams)
     if bb is None:
         from ..backbones.registry import load_backbone
         bb = load_backbone(spec.backbone, path=spec.backbone_path)
@@ -157,16 +156,17 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
         return RunResult(store.run_id, store.folder, store.rows(), store.manifest(), reused=True)
 
     if editor.spec.prepare is not None:  # trained on the train split only, never on the cases it is scored on
-        tasks = ("vqa", "caption") if spec.task == "cross-task" else (spec.task,)
-        train_files = [data_file(data_dir, t, "train") for t in tasks]
-        editor.prepare(bb, [r for f in train_files for r in load_records(f)], train_files[0].parent.parent)
+        tasks = ["vqa", "caption"] if spec.task == "cross-task" else [spec.task]
+        runs_root = Path(runs_dir) if runs_dir else REPO_ROOT / "results" / "runs"
+        editor.prepare(bb, TrainSplit.load(bb, data_dir, tasks), cache_dir=runs_root.parent / "prepared")
     todo = [g for g in range(len(groups)) if g not in done]
     todo_cases = [c for g in todo for c in groups[g]]
     reference = locality_reference(bb, todo_cases, spec.locality_protocol) if todo_cases else {}
     common = {"run_id": store.run_id, "editor": spec.editor, "hparams_hash": key["hparams_hash"],
               "backbone": spec.backbone, "task": spec.task, "setting": spec.setting_label, "seed": spec.seed,
               "accuracy_protocol": spec.accuracy_protocol, "locality_protocol": spec.locality_protocol,
-              "git_sha": git_sha(), "versions": versions()}
+              "git_sha": git_sha(), "versions": versions(),
+              "prepare_seconds": editor.prepare_meta["prepare_seconds"]}
     before = state_hash(bb.model)
     bar = tqdm(todo, desc=f"{spec.editor} {spec.setting_label} {spec.task}", disable=not progress, mininterval=2)
     for g in bar:
@@ -190,5 +190,6 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
     if state_hash(bb.model) != before:
         raise RuntimeError(f"{spec.editor} did not restore the backbone bit-exactly")
     store.finish({"n_rows": sum(len(g) for g in groups), "git_sha": common["git_sha"],
-                  "versions": common["versions"]})
+                  "versions": common["versions"], "prepare_seconds": editor.prepare_meta["prepare_seconds"],
+                  "prepare_cached": editor.prepare_meta["cached"]})
     return RunResult(store.run_id, store.folder, store.rows(), store.manifest(), reused=False)

@@ -1,0 +1,70 @@
+"""Forward hooks as context managers that always come off, and the gradient factors of a loss at Linear layers.
+
+    >>> with forward_hooks(bb.model, {path: add_to_output(lambda x: x @ delta.T)}):     # doctest: +SKIP
+    ...     loss = bb.loss([query])          # the layer at `path` computes (W + delta) x
+    >>> factors, loss = gradient_factors(bb, [query], [path])                         # doctest: +SKIP
+    >>> u, d = factors[path]                  # the weight gradient is d.T @ u
+
+Hooks never touch weights, so training a hypernetwork through them (MEND, KE) leaves the backbone as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+
+@contextlib.contextmanager
+def forward_hooks(model: torch.nn.Module, hooks: dict[str, Callable]):
+    """Register `hook(module, inputs, output)` on each module path; removed on exit, whatever happens."""
+    handles = []
+    try:
+        for path, hook in hooks.items():
+            handles.append(model.get_submodule(path).register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def add_to_output(delta: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+    """A hook that adds `delta(layer input)` to the layer's output."""
+    def hook(module, inputs, output):
+        return output + delta(inputs[0]).to(output.dtype)
+    return hook
+
+
+def gradient_factors(bb, queries, paths: list[str]) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Per Linear `path`: (u (N, d_in), delta (N, d_out)), its inputs and output gradients of `bb.loss(queries)`
+    (the weight gradient is delta.T @ u restricted to those N rows); and the loss.
+
+    Language-model layers keep the N positions that predict target tokens (where the loss is; MEND's and KE's
+    edits are built from them); vision-side layers (ViT, Q-Former) keep every position with a non-zero gradient.
+    """
+    captured = {}
+
+    def capture(path):
+        def hook(module, inputs, output):
+            probe = torch.zeros_like(output, requires_grad=True)
+            captured[path] = (inputs[0].detach(), probe)
+            return output + probe
+        return hook
+
+    batch = bb.encode(queries)
+    targets = torch.zeros_like(batch.input_ids, dtype=torch.bool)
+    for row, sl in enumerate(batch.target_slices):
+        targets[row, sl.start - 1:sl.stop - 1] = True
+    with torch.enable_grad(), forward_hooks(bb.model, {p: capture(p) for p in paths}):
+        loss = bb.loss(queries)
+    grads = torch.autograd.grad(loss, [captured[p][1] for p in paths])
+    factors = {}
+    for path, grad in zip(paths, grads):
+        u = captured[path][0].reshape(-1, captured[path][0].shape[-1])
+        d = grad.reshape(-1, grad.shape[-1])
+        if path.startswith("language_model.") and len(d) == targets.numel():
+            keep = targets.reshape(-1)
+        else:
+            keep = d.abs().sum(-1) > 0
+        factors[path] = (u[keep], d[keep])
+    return factors, loss.detach()

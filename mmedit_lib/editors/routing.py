@@ -1,0 +1,50 @@
+"""Routing edits: memory-based editors (IKE, SERAC) change what the backbone reads, never its weights.
+
+    >>> edit = RouterEdit(backbone, InContextRouter(backbone, "new fact : q a prompt :"))   # doctest: +SKIP
+    >>> backbone.greedy([query])          # answered with the context                          # doctest: +SKIP
+    >>> edit.restore()                    # the backbone reads queries as they are again       # doctest: +SKIP
+
+A router maps each query to (the backbone that answers it, the query it reads). `Backbone.query_logits` and
+`Backbone.greedy` consult `backbone.router`; a `RouterEdit` installs one and its `restore()` puts the previous
+one back, so routing edits nest like weight edits and must be restored in reverse order.
+"""
+from __future__ import annotations
+
+from ..backbones.backbone import Backbone, Query
+from .base import Edit
+
+FACT_FORMAT = "new fact : {question} {answer} prompt :"  # the IKE/MMEdit format the tiny backbones were trained on
+
+
+def fact_context(bb: Backbone, edit_query: Query, demonstrations: str = "") -> str:
+    """`[demonstrations] new fact : <question> <answer> prompt :` for the edit `edit_query` (question untemplated)."""
+    fact = FACT_FORMAT.format(question=bb.question_of(edit_query.prompt), answer=edit_query.target)
+    return f"{demonstrations} {fact}" if demonstrations else fact
+
+
+def in_context(bb: Backbone, query: Query, context: str) -> Query:
+    """`query` in the in-context format: the context, then its bare question after `prompt :`."""
+    return Query(query.image, bb.question_of(query.prompt), query.target, context=context)
+
+
+class InContextRouter:
+    """Every query is answered by `bb` with `context` before it (IKE)."""
+
+    def __init__(self, bb: Backbone, context: str):
+        self.bb, self.context = bb, context
+
+    def route(self, queries: list[Query]) -> list[tuple[Backbone, Query]]:
+        return [(self.bb, in_context(self.bb, q, self.context)) for q in queries]
+
+
+class RouterEdit(Edit):
+    def __init__(self, bb: Backbone, router):
+        self.bb, self.router, self.previous = bb, router, bb.router
+        bb.router = router
+        self.restored = False
+
+    def restore(self) -> None:
+        if self.bb.router is not self.router:
+            raise RuntimeError("routing edits must be restored in reverse order of application")
+        self.bb.router = self.previous
+        self.restored = True

@@ -1,0 +1,114 @@
+"""T-Patcher (Huang et al., ICLR 2023): one patch neuron per target token in the last FFN layer, trained per edit.
+
+    >>> prepared = prepare_tpatcher(bb, train, TPatcherHparams())   # the memory M of irrelevant FFN inputs
+    ... # doctest: +SKIP
+    >>> edit = apply_tpatcher(bb, request, TPatcherHparams(), prepared)                  # doctest: +SKIP
+
+Patch j (key k_j, bias b_j, value v_j) answers target token j: q_e,j is the FFN input at the position that
+predicts it. The loss is the survey's Eq. 19, l_p = l_e + a·l_a + m·(l_m1 + l_m2):
+- l_e: the edit's negative log-likelihood under the patched model;
+- l_a = exp(-(q_e·k + b)) (Eq. 13), keeping the patch active on its own input;
+- l_m1 = S(M·k + b - β; k) (Eq. 16), pushing its activation on the memory of irrelevant queries below β;
+- l_m2 = S((M - q_e)·k + b - γ; k) (Eq. 18), a margin between the edit's activation and the memory's;
+with S(v; k) = mean of the top-k of exp(v) (Eq. 17). The memory M holds FFN inputs (every position) of
+train-split inputs: edit questions, text and multimodal locality questions. Adam; training stops once every
+target token is the argmax and no memory query activates the patch.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..backbones.backbone import Backbone
+from .base import EditRequest
+from .ffn_patch import FFNPatch, PatchEdit, patched
+
+
+@dataclasses.dataclass
+class TPatcherHparams:
+    layers: tuple[int, ...] = (-1,)  # the last FFN layer (T-Patcher)
+    steps: int = 60  # most optimisation steps per edit
+    lr: float = 1e-2
+    act_weight: float = 1.0  # a
+    memory_weight: float = 1.0  # m
+    beta: float = -3.0  # memory activation threshold β
+    gamma: float = -3.0  # margin γ
+    topk: int = 1000  # k of S(.; k)
+    memory_size: int = 4000  # queries kept in M
+    memory_cases: int = 300  # train cases whose inputs fill M
+    seed: int = 0
+
+
+def prepare_tpatcher(bb: Backbone, train, hp: TPatcherHparams) -> dict:
+    """layer -> M (memory_size, d): FFN inputs of train-split inputs, sampled without replacement by `seed`."""
+    generator = torch.Generator().manual_seed(hp.seed)
+    picks = torch.randperm(len(train), generator=generator)[:hp.memory_cases].tolist()
+    seen_all: dict[int, list[torch.Tensor]] = {layer: [] for layer in hp.layers}
+    with torch.no_grad():
+        for start in range(0, len(picks), 16):
+            cases = [train[i] for i in picks[start:start + 16]]
+            queries = [c.probes[p] for c in cases for p in ("rel", "t_loc", "m_loc")]
+            batch = bb.encode(queries)
+            with patched(bb, {layer: [] for layer in hp.layers}) as seen:
+                bb.logits(batch)
+            mask = batch.attention_mask.bool()
+            for layer in hp.layers:
+                seen_all[layer].append(seen[layer].reshape(*mask.shape, -1)[mask].detach())  # OPT flattens (B, L)
+    memory = {}
+    for layer, chunks in seen_all.items():
+        states = torch.cat(chunks)
+        keep = torch.randperm(len(states), generator=generator)[:hp.memory_size]
+        memory[layer] = states[keep].clone()
+    return {"memory": memory}
+
+
+def _soft_top(values: torch.Tensor, k: int) -> torch.Tensor:
+    """S(v; k) per patch: the mean of the k largest exp(v) over the memory; values (n_patches, d_m)."""
+    return torch.exp(values.clamp(max=30.0)).topk(min(k, values.shape[-1]), dim=-1).values.mean(-1)
+
+
+def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prepared: dict) -> PatchEdit:
+    query = request.query
+    batch = bb.encode([query])
+    positions = list(range(batch.target_slices[0].start - 1, batch.target_slices[0].stop - 1))
+    n, d = len(positions), bb.model.config.text_config.hidden_size
+    with torch.no_grad(), patched(bb, {layer: [] for layer in hp.layers}) as seen:
+        bb.logits(batch)
+    patches, params = {}, []
+    for layer in hp.layers:
+        q_e = seen[layer].reshape(1, -1, d)[0, positions].detach()
+        keys = (q_e / q_e.norm(dim=-1, keepdim=True).pow(2)).clone().requires_grad_(True)  # q_e·k = 1 at start
+        bias = torch.zeros(n, requires_grad=True)
+        values = torch.zeros(n, d, requires_grad=True)
+        patches[layer] = FFNPatch(keys, bias, values)
+        params += [keys, bias, values]
+    optimizer = torch.optim.Adam(params, lr=hp.lr)
+    flags = {p: p.requires_grad for p in bb.model.parameters()}
+    bb.model.requires_grad_(False)
+    try:
+        for _ in range(hp.steps):
+            with patched(bb, {layer: [p] for layer, p in patches.items()}) as seen:
+                logits = bb.logits(batch)[0, positions]
+            edit_loss = torch.nn.functional.cross_entropy(logits.float(), batch.target_ids[0])
+            loss, quiet = edit_loss, True
+            for layer, patch in patches.items():
+                q_e, memory = seen[layer].reshape(1, -1, d)[0, positions].detach(), prepared["memory"][layer]
+                act_loss = torch.exp(-patch.preactivation(q_e).diagonal()).mean()
+                memory_pre = patch.preactivation(memory).T  # (n, d_m)
+                margin = (memory[None] - q_e[:, None]) @ patch.keys[:, :, None]  # (n, d_m, 1)
+                m1 = _soft_top(memory_pre - hp.beta, hp.topk)
+                m2 = _soft_top(margin.squeeze(-1) + patch.bias[:, None] - hp.gamma, hp.topk)
+                loss = loss + hp.act_weight * act_loss + hp.memory_weight * (m1 + m2).sum()
+                quiet = quiet and bool((memory_pre.detach() <= 0).all())
+            if quiet and bool((logits.argmax(-1) == batch.target_ids[0]).all()):
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = None
+    frozen = {layer: [FFNPatch(p.keys.detach(), p.bias.detach(), p.values.detach())] for layer, p in patches.items()}
+    return PatchEdit(bb, frozen)
