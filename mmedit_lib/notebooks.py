@@ -22,7 +22,7 @@ from .paths import REPO_ROOT
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
-ORDER = ("world_tour", "mmedit_table2_main")  # the book's chapter order; others follow alphabetically
+ORDER = ("world_tour", "mmedit_table2_main", "unike_table1_onestep")  # the book's chapter order; others follow alphabetically
 
 
 class NotebookError(RuntimeError):

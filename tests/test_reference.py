@@ -18,6 +18,10 @@ from mmedit_lib.reference import paper_numbers, paper_table
     ("balancedit", "Table 3", "minigpt4", "vqa", "MMEDIT", "GRACE", "loc", 91.66),
     ("balancedit", "Table 3", "blip2-opt", "vqa", "OKEDIT", "BalancEdit", "m_gen", 65.38),
     ("balancedit", "Table 4", "minigpt4", "vqa", "OKEDIT", "BalancEdit (sequential)", "loc", 46.25),
+    ("mmedit", "Table 2", "blip2-opt", "vqa", "MMEdit", "MEND", "rel", 92.6),
+    ("mmedit", "Table 2", "blip2-opt", "caption", "MMEdit", "In-Context Editing", "t_loc", 13.36),
+    ("mmedit", "Table 2", "minigpt4", "vqa", "MMEdit", "FT (vision block)", "t_gen", 0.98),
+    ("mmedit", "Table 2", "minigpt4", "caption", "MMEdit", "SERAC", "m_loc", 0.97),
 ])
 def test_spot_checked_values(paper, item, backbone, task, dataset, method, metric, value):
     t = paper_numbers()
@@ -41,6 +45,10 @@ def test_unike_tables_have_the_papers_shape():
             table = paper_table("unike", "Table 1", backbone=backbone, task=task)
             assert table.shape == (8, 5) and list(table.columns) == ["rel", "t_gen", "m_gen", "t_loc", "m_loc"]
     assert paper_table("unike", "Table 3").shape == (6, 5)
+    for backbone in ("blip2-opt", "minigpt4"):
+        for task in ("vqa", "caption"):
+            table = paper_table("mmedit", "Table 2", backbone=backbone, task=task)
+            assert table.shape == (7, 4) and list(table.columns) == ["rel", "t_gen", "t_loc", "m_loc"]
 
 
 def test_balancedit_hm_is_mostly_the_harmonic_mean_of_its_columns():

@@ -7,10 +7,11 @@
     99.4
 
 Sources (all in `../shared/papers/`): UniKE (NeurIPS 2024) Tables 1-5 and the values printed in Figure 4(c);
-BalancEdit Tables 3 and 4 and the times printed with Table 5; MMEdit (EMNLP 2023): the shared text is a summary
-without its Table 2, so only the two numbers it quotes are here (see `note`). UniKE Table 1 re-reports the
-MMEdit baselines (FT, KE, T-Patcher, MEND, IKE, SERAC) on the same benchmark and both backbones; the Table 2
-notebook shows it as the reference until the MMEdit table itself is transcribed. Values are percentages unless
+BalancEdit Tables 3 and 4 and the times printed with Table 5; MMEdit (EMNLP 2023) Table 2 (Rel, T-Gen, T-Loc,
+M-Loc; it has no M-Gen column), read from the copy of the table in `survey_editing_llms.txt` (the MMEdit text
+shared with this project is a summary without it), plus the two numbers that summary quotes (see `note`).
+UniKE Table 1 re-reports the MMEdit baselines (FT, KE, T-Patcher, MEND, IKE, SERAC) on the same benchmark and
+both backbones with M-Gen added. Values are percentages unless
 the metric names a unit; "NA" cells are missing values. `backbone` is "blip2-opt" or "minigpt4".
 """
 from __future__ import annotations

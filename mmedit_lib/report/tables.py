@@ -28,8 +28,8 @@ def side_by_side(paper: pd.DataFrame, ours: dict[str, pd.DataFrame], metrics=Non
     methods = list(paper.index) + [m for m in ours if m not in paper.index]
     data = {}
     for metric in metrics:
-        data[(metric, "paper")] = [f"{paper.loc[m, metric]:.1f}" if m in paper.index and pd.notna(paper.loc[m, metric])
-                                   else "–" for m in methods]
+        data[(metric, "paper")] = [f"{paper.loc[m, metric]:.1f}" if m in paper.index and metric in paper.columns
+                                   and pd.notna(paper.loc[m, metric]) else "–" for m in methods]
         data[(metric, "ours")] = [fmt_ci(ours[m].loc[metric]) if m in ours else NOT_YET_RUN for m in methods]
     table = pd.DataFrame(data, index=methods)
     table.columns = pd.MultiIndex.from_tuples(table.columns)

@@ -1,0 +1,60 @@
+"""One-step runs for a table: every (backbone, task, editor) run (or reused), summarised per method.
+
+    >>> table = onestep_table(["tiny-blip2-opt"], ["vqa"], ["unedited", "mend"], LABELS, n=200)   # doctest: +SKIP
+    >>> table.summaries[("tiny-blip2-opt", "vqa", "MEND")].loc["rel", "mean"]                     # doctest: +SKIP
+
+The table notebooks (MMEdit Table 2, UniKE Table 1) share their runs: the same parameters give the same run key,
+so a run computed for one is reused by the other.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from ..metrics.aggregate import summarize
+from ..runners.run import RunSpec, run
+from ..world.ensure import ensure_world, runs_dir
+
+LABELS = {"unedited": "Backbone Model", "ft-vision": "FT (vision block)", "ft-last": "FT (last layer)", "ke": "KE",
+          "t-patcher": "T-Patcher", "mend": "MEND", "mend-vision": "MEND (vision module)",
+          "ike": "In-Context Editing", "serac": "SERAC"}  # the papers' row names
+
+
+# Smoke runs (CI) train each prepare for seconds, not minutes: they check the pipeline, not the editors' quality.
+SMOKE_HPARAMS = {"mend": {"steps": 20, "norm_cases": 5}, "mend-vision": {"steps": 20, "norm_cases": 5},
+                 "ke": {"steps": 20}, "serac": {"cf_steps": 10, "classifier_epochs": 2},
+                 "t-patcher": {"memory_cases": 10}}
+
+
+@dataclasses.dataclass
+class OneStepTable:
+    summaries: dict  # (backbone, task, label) -> summarize(rows)
+    runs: pd.DataFrame  # one row per run: ids, reuse, prepare and edit times
+
+
+def onestep_table(backbones, tasks, editors, labels=LABELS, n=200, seed=0, accuracy_protocol="tf-token",
+                  locality_protocol="answer-argmax", data_dir=None, smoke=False) -> OneStepTable:
+    from ..backbones.registry import load_backbone
+    summaries, runs = {}, []
+    for backbone in backbones:
+        bb = load_backbone(backbone)
+        root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
+        for task in tasks:
+            for editor in editors:
+                spec = RunSpec(editor=editor, backbone=backbone, task=task, n=n, seed=seed,
+                               accuracy_protocol=accuracy_protocol, locality_protocol=locality_protocol,
+                               data_dir=str(root), hparams=SMOKE_HPARAMS.get(editor, {}) if smoke else {})
+                result = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False)
+                summaries[(backbone, task, labels[editor])] = summarize(result.rows)
+                rows = pd.DataFrame(result.rows)
+                runs.append({"backbone": backbone, "task": task, "editor": editor, "run": result.run_id,
+                             "rows": len(rows), "reused": result.reused,
+                             "prepare_s": float(rows.prepare_seconds.iloc[0]) if "prepare_seconds" in rows else 0.0,
+                             "edit_s": float(rows.edit_seconds.mean())})
+    return OneStepTable(summaries, pd.DataFrame(runs))
+
+
+def for_cell(table: OneStepTable, backbone: str, task: str) -> dict:
+    """label -> summary for one (backbone, task)."""
+    return {m: s for (b, t, m), s in table.summaries.items() if b == backbone and t == task}
