@@ -99,7 +99,10 @@ def test_shipped_training_log_reproduces_its_first_50_steps(name):
         _, _, rerun = train_tiny_backbone(BACKBONES[name].family, cfg)
     finally:
         torch.set_num_threads(threads)
-    assert rerun["stage1_loss"] == log["stage1_loss"][:50]
+    # Bit-identical on the machine that wrote the log; another CPU (other SIMD kernels) may differ in the last
+    # float digits (seen: 17.806692 vs 17.806694 at step 7), so across machines the losses agree to 1e-5 relative.
+    # Same-machine bit-exactness is test_same_seed_gives_the_same_losses_step_for_step.
+    assert rerun["stage1_loss"] == pytest.approx(log["stage1_loss"][:50], rel=1e-5, abs=0)
 
 
 @pytest.mark.parametrize("name", TINY)
