@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -70,3 +71,17 @@ def records_of(train) -> list:
     What `prepare` is given: a sequence of cases (`.request`, `.probes`), images loaded when a case is read.
     """
     return train.records if hasattr(train, "records") else [c.request.record for c in train]
+
+
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module):
+    """Every parameter has requires_grad False inside (an editor turns on what it trains); on exit the flags
+    are restored and no gradient is left behind."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+            p.grad = None

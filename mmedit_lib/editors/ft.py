@@ -22,7 +22,7 @@ import dataclasses
 import torch
 
 from ..backbones.backbone import Backbone
-from .base import EditRequest, WeightEdit
+from .base import EditRequest, WeightEdit, frozen
 
 
 @dataclasses.dataclass
@@ -56,11 +56,9 @@ def apply_ft(backbone: Backbone, request: EditRequest, hp: FTHparams) -> WeightE
     params = edited_parameters(backbone, hp.sites, hp.layers)
     edit = WeightEdit(params)
     optimizer = torch.optim.Adam(params.values(), lr=hp.lr)
-    flags = {p: p.requires_grad for p in backbone.model.parameters()}
-    backbone.model.requires_grad_(False)
-    for p in params.values():
-        p.requires_grad_(True)
-    try:
+    with frozen(backbone.model):
+        for p in params.values():
+            p.requires_grad_(True)
         for _ in range(hp.steps):
             loss = backbone.loss([request.query])
             if loss.item() < hp.stop_at_loss:
@@ -68,8 +66,4 @@ def apply_ft(backbone: Backbone, request: EditRequest, hp: FTHparams) -> WeightE
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-            p.grad = None
     return edit

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from .base import WeightEdit, frozen
 from .hooks import add_to_output, forward_hooks, gradient_factors
 
 EDIT_PROBES = ("rel", "t_gen", "m_gen")  # L_edit: the edit and its text and image rephrases (x'_e of MEND)
@@ -45,18 +46,14 @@ def locality_kl(base: list, edited: list) -> torch.Tensor:
     return total / count
 
 
-def frozen(model: torch.nn.Module):
-    """Context: every backbone parameter has requires_grad False inside (flags and grads restored after)."""
-    class _Frozen:
-        def __enter__(self):
-            self.flags = [(p, p.requires_grad) for p in model.parameters()]
-            model.requires_grad_(False)
-
-        def __exit__(self, *exc):
-            for p, flag in self.flags:
-                p.requires_grad_(flag)
-                p.grad = None
-    return _Frozen()
+def add_to_weights(bb, deltas: dict[str, torch.Tensor]) -> WeightEdit:
+    """The real edit: W += ΔW for each Linear path, as a `WeightEdit` that restores the saved weights."""
+    weights = {p: bb.model.get_submodule(p).weight for p in deltas}
+    edit = WeightEdit({f"{p}.weight": w for p, w in weights.items()})
+    with torch.no_grad():
+        for p, w in weights.items():
+            w.add_(deltas[p].to(w.dtype))
+    return edit
 
 
 def train_editor(bb, train, paths: list[str], net: torch.nn.Module, deltas: Callable, objective: Callable,

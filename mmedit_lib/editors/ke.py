@@ -21,7 +21,7 @@ import torch
 from ..backbones.backbone import Backbone
 from .base import EditRequest, WeightEdit
 from .hooks import gradient_factors
-from .hypernet import edit_paths, linear_shape, train_editor
+from .hypernet import add_to_weights, edit_paths, linear_shape, train_editor
 
 
 @dataclasses.dataclass
@@ -104,11 +104,6 @@ def prepare_ke(bb: Backbone, train, hp: KEHparams) -> dict:
 def apply_ke(bb: Backbone, request: EditRequest, hp: KEHparams, prepared: dict) -> WeightEdit:
     paths, net = prepared["paths"], prepared["net"]
     factors, _ = gradient_factors(bb, [request.query], paths)
-    weights = {p: bb.model.get_submodule(p).weight for p in paths}
-    edit = WeightEdit({f"{p}.weight": w for p, w in weights.items()})
     with torch.no_grad():
         h = net.condition(edit_embeddings(bb, request.query))
-        for p, w in weights.items():
-            u, d = factors[p]
-            w.add_(net.delta_weight(p, h, d.T @ u).to(w.dtype))
-    return edit
+        return add_to_weights(bb, {p: net.delta_weight(p, h, factors[p][1].T @ factors[p][0]) for p in paths})

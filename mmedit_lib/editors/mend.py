@@ -23,7 +23,7 @@ import torch
 from ..backbones.backbone import Backbone
 from .base import EditRequest, WeightEdit
 from .hooks import gradient_factors
-from .hypernet import edit_paths, linear_shape, train_editor
+from .hypernet import add_to_weights, edit_paths, linear_shape, train_editor
 
 
 @dataclasses.dataclass
@@ -118,9 +118,5 @@ def prepare_mend(bb: Backbone, train, hp: MENDHparams) -> dict:
 def apply_mend(bb: Backbone, request: EditRequest, hp: MENDHparams, prepared: dict) -> WeightEdit:
     paths, net = prepared["paths"], prepared["net"]
     factors, _ = gradient_factors(bb, [request.query], paths)
-    weights = {p: bb.model.get_submodule(p).weight for p in paths}
-    edit = WeightEdit({f"{p}.weight": w for p, w in weights.items()})
     with torch.no_grad():
-        for p, w in weights.items():
-            w.add_(net.delta_weight(p, *factors[p]).to(w.dtype))
-    return edit
+        return add_to_weights(bb, {p: net.delta_weight(p, *factors[p]) for p in paths})

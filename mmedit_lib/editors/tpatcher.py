@@ -21,7 +21,7 @@ import dataclasses
 import torch
 
 from ..backbones.backbone import Backbone
-from .base import EditRequest
+from .base import EditRequest, frozen
 from .ffn_patch import FFNPatch, PatchEdit, patched
 
 
@@ -84,9 +84,7 @@ def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prep
         patches[layer] = FFNPatch(keys, bias, values)
         params += [keys, bias, values]
     optimizer = torch.optim.Adam(params, lr=hp.lr)
-    flags = {p: p.requires_grad for p in bb.model.parameters()}
-    bb.model.requires_grad_(False)
-    try:
+    with frozen(bb.model):
         for _ in range(hp.steps):
             with patched(bb, {layer: [p] for layer, p in patches.items()}) as seen:
                 logits = bb.logits(batch)[0, positions]
@@ -106,9 +104,5 @@ def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prep
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
-            p.grad = None
-    frozen = {layer: [FFNPatch(p.keys.detach(), p.bias.detach(), p.values.detach())] for layer, p in patches.items()}
-    return PatchEdit(bb, frozen)
+    trained = {layer: [FFNPatch(p.keys.detach(), p.bias.detach(), p.values.detach())] for layer, p in patches.items()}
+    return PatchEdit(bb, trained)
