@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--image-root", help="folder the image paths are relative to (default: found from the file)")
     v.set_defaults(func=cmd_validate)
 
-    e = sub.add_parser("run", help="run an editor over edit cases; print metrics with 95% CIs; store the rows")
+    e = sub.add_parser("run", help="run an editor over edit cases; print metrics with 95%% CIs; store the rows")
     e.add_argument("--editor", required=True)
     e.add_argument("--backbone", default="tiny-blip2-opt")
     e.add_argument("--backbone-path", help="local folder of the backbone (default: the registry's)")
