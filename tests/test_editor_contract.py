@@ -30,7 +30,8 @@ def cases(smoke_world, shipped):
 
 # prepare on 3 cases in seconds: the contract is about restoring, not about how well the editor learned
 QUICK = {"mend": {"steps": 5, "norm_cases": 3}, "mend-vision": {"steps": 5, "norm_cases": 3},
-         "ke": {"steps": 5}, "serac": {"cf_steps": 2, "classifier_epochs": 1}, "t-patcher": {"memory_cases": 3}}
+         "ke": {"steps": 5}, "serac": {"cf_steps": 2, "classifier_epochs": 1}, "t-patcher": {"memory_cases": 3},
+         "unike": {"memory_triplets": 3, "encoder_epochs": 1, "patch_memory_cases": 3, "steps": 5}}
 
 
 def output(bb, query):

@@ -7,7 +7,8 @@
     'language_model.model.layers.0.mlp.down_proj'
 
 `layer` is a whole decoder layer (attention, FFN, norms: what "fine-tune the last layer" tunes); `layer_in` /
-`layer_out` name the same module, to hook its input / its output. Vision-side sites
+`layer_out` name the same module, to hook its input / its output; `attn_in` is the query projection, whose input
+is the layer's normalised pre-attention hidden state (UniKE's h_pre). Vision-side sites
 (`vision_block`, `qformer_block`) are the same for every BLIP-2-style backbone.
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ SITE_TABLE: dict[str, dict[str, str]] = {
         "layer": "language_model.model.decoder.layers.{i}",
         "layer_in": "language_model.model.decoder.layers.{i}",
         "layer_out": "language_model.model.decoder.layers.{i}",
+        "attn": "language_model.model.decoder.layers.{i}.self_attn",
+        "attn_in": "language_model.model.decoder.layers.{i}.self_attn.q_proj",
         "attn_out": "language_model.model.decoder.layers.{i}.self_attn.out_proj",
         "ffn_in": "language_model.model.decoder.layers.{i}.fc1",
         "ffn_out": "language_model.model.decoder.layers.{i}.fc2",
@@ -39,6 +42,8 @@ SITE_TABLE: dict[str, dict[str, str]] = {
         "layer": "language_model.model.layers.{i}",
         "layer_in": "language_model.model.layers.{i}",
         "layer_out": "language_model.model.layers.{i}",
+        "attn": "language_model.model.layers.{i}.self_attn",
+        "attn_in": "language_model.model.layers.{i}.self_attn.q_proj",
         "attn_out": "language_model.model.layers.{i}.self_attn.o_proj",
         "ffn_gate": "language_model.model.layers.{i}.mlp.gate_proj",
         "ffn_in": "language_model.model.layers.{i}.mlp.up_proj",

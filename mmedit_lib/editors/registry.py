@@ -1,7 +1,7 @@
 """The editor registry: a flat table of names -> (hparams dataclass, apply function, what the method supports).
 
     >>> sorted(EDITORS)
-    ['ft-last', 'ft-vision', 'ike', 'ke', 'mend', 'mend-vision', 'serac', 't-patcher', 'unedited']
+    ['ft-last', 'ft-vision', 'ike', 'ke', 'mend', 'mend-vision', 'serac', 't-patcher', 'unedited', 'unike']
     >>> editor = make_editor("ft-last", steps=10)
     >>> editor.hparams.steps
     10
@@ -30,6 +30,7 @@ from .ke import KEHparams, apply_ke, prepare_ke
 from .mend import MENDHparams, MENDVisionHparams, apply_mend, prepare_mend
 from .serac import SERACHparams, apply_serac, prepare_serac
 from .tpatcher import TPatcherHparams, apply_tpatcher, prepare_tpatcher
+from .unike import PREPARE_FIELDS as UNIKE_PREPARE_FIELDS, UniKEHparams, apply_unike, prepare_unike
 
 HPARAMS_DIR = Path(__file__).with_name("hparams")
 
@@ -77,6 +78,9 @@ EDITORS: dict[str, EditorSpec] = {s.name: s for s in [
                summary="SERAC: edit memory, scope classifier, counterfactual model",
                prepare_fields=("classifier_hidden", "classifier_epochs", "classifier_lr", "cf_steps", "cf_batch",
                                "cf_lr", "seed")),
+    EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike, sequential=False,
+               summary="UniKE: extra FFN key-value pairs + latent in-context memory, collaborating via ζ and α",
+               prepare_fields=UNIKE_PREPARE_FIELDS),
 ]}
 
 

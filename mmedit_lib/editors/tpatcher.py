@@ -68,6 +68,17 @@ def _soft_top(values: torch.Tensor, k: int) -> torch.Tensor:
     return torch.exp(values.clamp(max=30.0)).topk(min(k, values.shape[-1]), dim=-1).values.mean(-1)
 
 
+def patch_constraints(patch: FFNPatch, q_own: torch.Tensor, memory: torch.Tensor, hp):
+    """(a·l_a, m·(l_m1 + l_m2)) for `patch`, whose neuron j answers the FFN input q_own[j] (n, d); and whether
+    no memory query activates any neuron. `hp` has act_weight, memory_weight, beta, gamma, topk."""
+    act_loss = torch.exp(-patch.preactivation(q_own).diagonal()).mean()
+    memory_pre = patch.preactivation(memory).T  # (n, d_m)
+    margin = ((memory[None] - q_own[:, None]) @ patch.keys[:, :, None]).squeeze(-1)  # (n, d_m)
+    m1 = _soft_top(memory_pre - hp.beta, hp.topk)
+    m2 = _soft_top(margin + patch.bias[:, None] - hp.gamma, hp.topk)
+    return hp.act_weight * act_loss, hp.memory_weight * (m1 + m2).sum(), bool((memory_pre.detach() <= 0).all())
+
+
 def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prepared: dict) -> PatchEdit:
     query = request.query
     batch = bb.encode([query])
@@ -88,21 +99,14 @@ def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prep
         for _ in range(hp.steps):
             with patched(bb, {layer: [p] for layer, p in patches.items()}) as seen:
                 logits = bb.logits(batch)[0, positions]
-            edit_loss = torch.nn.functional.cross_entropy(logits.float(), batch.target_ids[0])
-            loss, quiet = edit_loss, True
+            loss, quiet = torch.nn.functional.cross_entropy(logits.float(), batch.target_ids[0]), True
             for layer, patch in patches.items():
-                q_e, memory = seen[layer].reshape(1, -1, d)[0, positions].detach(), prepared["memory"][layer]
-                act_loss = torch.exp(-patch.preactivation(q_e).diagonal()).mean()
-                memory_pre = patch.preactivation(memory).T  # (n, d_m)
-                margin = (memory[None] - q_e[:, None]) @ patch.keys[:, :, None]  # (n, d_m, 1)
-                m1 = _soft_top(memory_pre - hp.beta, hp.topk)
-                m2 = _soft_top(margin.squeeze(-1) + patch.bias[:, None] - hp.gamma, hp.topk)
-                loss = loss + hp.act_weight * act_loss + hp.memory_weight * (m1 + m2).sum()
-                quiet = quiet and bool((memory_pre.detach() <= 0).all())
+                q_e = seen[layer].reshape(1, -1, d)[0, positions].detach()
+                act, mem, layer_quiet = patch_constraints(patch, q_e, prepared["memory"][layer], hp)
+                loss, quiet = loss + act + mem, quiet and layer_quiet
             if quiet and bool((logits.argmax(-1) == batch.target_ids[0]).all()):
                 break
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    trained = {layer: [FFNPatch(p.keys.detach(), p.bias.detach(), p.values.detach())] for layer, p in patches.items()}
-    return PatchEdit(bb, trained)
+    return PatchEdit(bb, {layer: [p.detached()] for layer, p in patches.items()})
