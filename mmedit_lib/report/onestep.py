@@ -58,3 +58,26 @@ def onestep_table(backbones, tasks, editors, labels=LABELS, n=200, seed=0, accur
 def for_cell(table: OneStepTable, backbone: str, task: str) -> dict:
     """label -> summary for one (backbone, task)."""
     return {m: s for (b, t, m), s in table.summaries.items() if b == backbone and t == task}
+
+
+def hparam_sweep(backbone: str, task: str, editor: str, name: str, values, n=50, seed=0, data_dir=None,
+                 smoke=False, **fixed) -> pd.DataFrame:
+    """One-step runs of `editor` with hparam `name` set to each of `values` (others as `fixed`): one row per value,
+    mean and 95% CI of every metric (columns `<metric>`, `<metric>_low`, `<metric>_high`), in percent.
+
+        >>> hparam_sweep("tiny-blip2-opt", "vqa", "ike", "k", [0, 8, 32], n=50)      # doctest: +SKIP
+    """
+    from ..backbones.registry import load_backbone
+    bb = load_backbone(backbone)
+    root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
+    rows = []
+    for value in values:
+        hparams = {**(SMOKE_HPARAMS.get(editor, {}) if smoke else {}), **fixed, name: value}
+        spec = RunSpec(editor=editor, backbone=backbone, task=task, n=n, seed=seed, data_dir=str(root),
+                       hparams=hparams)
+        summary = summarize(run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False).rows)
+        row = {name: value}
+        for metric, stats in summary.iterrows():
+            row.update({metric: stats["mean"], f"{metric}_low": stats["ci_low"], f"{metric}_high": stats["ci_high"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
