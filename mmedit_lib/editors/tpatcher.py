@@ -79,6 +79,30 @@ def patch_constraints(patch: FFNPatch, q_own: torch.Tensor, memory: torch.Tensor
     return hp.act_weight * act_loss, hp.memory_weight * (m1 + m2).sum(), bool((memory_pre.detach() <= 0).all())
 
 
+def fit_patches(bb: Backbone, batch, positions: list[int], patches: dict[int, FFNPatch], params, memory: dict,
+                hp, owner: torch.Tensor | None = None) -> None:
+    """Adam on `params` (the patches' tensors) for at most hp.steps: edit loss + each patch's constraints, stopping
+    once every target token is the argmax and no memory query activates a patch. Neuron j answers the FFN input
+    at positions[owner[j]] (owner None: at positions[j])."""
+    d = bb.model.config.text_config.hidden_size
+    optimizer = torch.optim.Adam(params, lr=hp.lr)
+    with frozen(bb.model):
+        for _ in range(hp.steps):
+            with patched(bb, {layer: [p] for layer, p in patches.items()}) as seen:
+                logits = bb.logits(batch)[0, positions]
+            loss, quiet = torch.nn.functional.cross_entropy(logits.float(), batch.target_ids[0]), True
+            for layer, patch in patches.items():
+                q_e = seen[layer].reshape(1, -1, d)[0, positions].detach()
+                act, mem, layer_quiet = patch_constraints(patch, q_e if owner is None else q_e[owner], memory[layer],
+                                                          hp)
+                loss, quiet = loss + act + mem, quiet and layer_quiet
+            if quiet and bool((logits.argmax(-1) == batch.target_ids[0]).all()):
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
 def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prepared: dict) -> PatchEdit:
     query = request.query
     batch = bb.encode([query])
@@ -94,19 +118,5 @@ def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prep
         values = torch.zeros(n, d, requires_grad=True)
         patches[layer] = FFNPatch(keys, bias, values)
         params += [keys, bias, values]
-    optimizer = torch.optim.Adam(params, lr=hp.lr)
-    with frozen(bb.model):
-        for _ in range(hp.steps):
-            with patched(bb, {layer: [p] for layer, p in patches.items()}) as seen:
-                logits = bb.logits(batch)[0, positions]
-            loss, quiet = torch.nn.functional.cross_entropy(logits.float(), batch.target_ids[0]), True
-            for layer, patch in patches.items():
-                q_e = seen[layer].reshape(1, -1, d)[0, positions].detach()
-                act, mem, layer_quiet = patch_constraints(patch, q_e, prepared["memory"][layer], hp)
-                loss, quiet = loss + act + mem, quiet and layer_quiet
-            if quiet and bool((logits.argmax(-1) == batch.target_ids[0]).all()):
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    fit_patches(bb, batch, positions, patches, params, prepared["memory"], hp)
     return PatchEdit(bb, {layer: [p.detached()] for layer, p in patches.items()})

@@ -28,14 +28,14 @@ import dataclasses
 import torch
 
 from ..backbones.backbone import Backbone
-from .base import Edit, EditRequest, frozen
+from .base import Edit, EditRequest
 from .disentangle import DisentangleConfig, train_encoders, zeta_direction
 from .ffn_patch import ContextEdit, FFNPatch, PatchEdit, patched
 from .ike import IKEHparams, prepare_ike, retrieve
 from .knowledge_memory import error_triplets, extract_states, query_states
 from .latent_ike import READINGS, LatentConfig, LatentStore, latent_shift
 from .routing import InContextRouter, RouterEdit, fact_context, in_context
-from .tpatcher import TPatcherHparams, patch_constraints, prepare_tpatcher
+from .tpatcher import TPatcherHparams, fit_patches, prepare_tpatcher
 
 EXTERNAL = ("latent", "vanilla", "none")
 ZETAS = ("truthful", "semantic", "random", "none")
@@ -144,23 +144,8 @@ def _train_patches(bb: Backbone, query, layers, hp: UniKEHparams, prepared: dict
                          torch.zeros(hp.n_extra, d, requires_grad=True), up, shifts.get(layer))
         patches[layer] = patch
         params += [t for t in (patch.keys, patch.bias, patch.values, patch.up_keys) if t is not None]
-    optimizer = torch.optim.Adam(params, lr=hp.lr)
-    constraint_hp = _patch_hparams(hp, layers)
-    with frozen(bb.model):
-        for _ in range(hp.steps):
-            with patched(bb, {layer: [p] for layer, p in patches.items()}) as seen:
-                logits = bb.logits(batch)[0, positions]
-            loss, quiet = torch.nn.functional.cross_entropy(logits.float(), batch.target_ids[0]), True
-            for layer, patch in patches.items():
-                q_own = seen[layer].reshape(1, -1, d)[0, positions].detach()[owner]
-                act, mem, layer_quiet = patch_constraints(patch, q_own, prepared["patch_memory"][layer],
-                                                          constraint_hp)
-                loss, quiet = loss + act + mem, quiet and layer_quiet
-            if quiet and bool((logits.argmax(-1) == batch.target_ids[0]).all()):
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    fit_patches(bb, batch, positions, patches, params, prepared["patch_memory"], _patch_hparams(hp, layers),
+                owner)
     return {layer: [p.detached()] for layer, p in patches.items()}
 
 
