@@ -22,7 +22,9 @@ from .paths import REPO_ROOT
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
-ORDER = ("world_tour", "mmedit_table2_main", "unike_table1_onestep")  # the book's chapter order; others follow alphabetically
+ORDER = ("world_tour", "mmedit_table2_main", "unike_table1_onestep", "unike_table4_ablation", "unike_fig2a_tradeoff",
+         "unike_fig4a_topk", "unike_fig4b_alpha", "unike_fig4c_zeta", "unike_fig5a_tsne", "unike_fig5b_qualitative",
+         "unike_explorer")  # the book's chapter order; others follow alphabetically
 
 
 class NotebookError(RuntimeError):

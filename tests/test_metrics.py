@@ -89,3 +89,13 @@ def test_summarize_gives_percent_means_with_cis_and_refuses_mixed_protocols():
     assert (table["ci_low"] <= table["mean"]).all() and (table["mean"] <= table["ci_high"]).all()
     with pytest.raises(ValueError, match="mix metric protocols"):
         summarize(rows + [{**rows[0], "locality_protocol": "topk-all"}])
+
+
+def test_averaged_generality_and_locality_are_per_case_means_of_their_two_metrics():
+    from mmedit_lib.metrics.aggregate import summarize_with_averages
+    rows = [_row(rel=1.0, t_gen=1.0, m_gen=0.0, t_loc=1.0, m_loc=0.5), _row(rel=1.0, t_gen=1.0, m_gen=1.0,
+                                                                              t_loc=0.0, m_loc=0.0)]
+    table = summarize_with_averages(rows)
+    assert table.loc["generality", "mean"] == 75.0 and table.loc["locality", "mean"] == 37.5
+    assert table.loc["generality", "ci_low"] == 50.0 and table.loc["generality", "ci_high"] == 100.0
+    assert table.loc["rel", "mean"] == summarize(rows).loc["rel", "mean"]

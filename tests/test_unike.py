@@ -128,3 +128,34 @@ def test_dynamic_alpha_is_a_similarity_in_zero_one_and_bad_switches_are_refused(
                               ({"intrinsic": False, "external": "none"}, "edits nothing")]:
         with pytest.raises(ValueError, match=message):
             make_editor("unike", backbone=name, **QUICK, **switches)
+
+
+def test_neighbour_agreement_is_one_when_the_kinds_separate_and_near_half_when_they_mix():
+    from mmedit_lib.report.unike import neighbour_agreement
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(200, 8, generator=g)
+    labels = torch.arange(200).numpy() < 100
+    separated = base.clone()
+    separated[:100, 0] += 20.0
+    separated[100:, 0] -= 20.0
+    assert neighbour_agreement(separated.numpy(), labels).mean() == 1.0
+    assert 0.3 < neighbour_agreement(base.numpy(), labels).mean() < 0.7
+
+
+@pytest.mark.slow
+def test_explorer_and_alpha_probes_share_the_prepared_editor_and_leave_the_backbone_as_it_was(shipped, unike_cases):
+    from mmedit_lib.report.unike import alpha_by_probe, live_scores, with_hparams
+    name = TINY[0]
+    bb = shipped(name)
+    editor = make_editor("unike", backbone=name, **QUICK)
+    editor.prepare(bb, unike_cases[name])
+    before = state_hash(bb.model)
+    live = with_hparams(editor, beta=0.5, top_k=2, alpha_mode="fixed", alpha=0.3)
+    assert live.prepared is editor.prepared and live.hparams.top_k == 2 and editor.hparams.top_k == 40
+    with pytest.raises(ValueError, match="n_layers"):
+        with_hparams(editor, n_layers=2)
+    scores = live_scores(bb, live, unike_cases[name][:2])
+    assert scores.loc["generality", "mean"] == pytest.approx((scores.loc["t_gen", "mean"] + scores.loc["m_gen", "mean"]) / 2)
+    profile = alpha_by_probe(bb, editor, unike_cases[name][:2])
+    assert len(profile) == 10 and profile.alpha.between(0, 1).all()
+    assert state_hash(bb.model) == before and sum(len(m._forward_hooks) for m in bb.model.modules()) == 0

@@ -12,19 +12,20 @@ import dataclasses
 
 import pandas as pd
 
-from ..metrics.aggregate import summarize
+from ..metrics.aggregate import summarize, summarize_with_averages
 from ..runners.run import RunSpec, run
 from ..world.ensure import ensure_world, runs_dir
 
 LABELS = {"unedited": "Backbone Model", "ft-vision": "FT (vision block)", "ft-last": "FT (last layer)", "ke": "KE",
           "t-patcher": "T-Patcher", "mend": "MEND", "mend-vision": "MEND (vision module)",
-          "ike": "In-Context Editing", "serac": "SERAC"}  # the papers' row names
+          "ike": "In-Context Editing", "serac": "SERAC", "unike": "UniKE"}  # the papers' row names
 
 
 # Smoke runs (CI) train each prepare for seconds, not minutes: they check the pipeline, not the editors' quality.
 SMOKE_HPARAMS = {"mend": {"steps": 20, "norm_cases": 5}, "mend-vision": {"steps": 20, "norm_cases": 5},
                  "ke": {"steps": 20}, "serac": {"cf_steps": 10, "classifier_epochs": 2},
-                 "t-patcher": {"memory_cases": 10}}
+                 "t-patcher": {"memory_cases": 10},
+                 "unike": {"memory_triplets": 64, "encoder_epochs": 2, "patch_memory_cases": 10}}
 
 
 @dataclasses.dataclass
@@ -60,6 +61,28 @@ def for_cell(table: OneStepTable, backbone: str, task: str) -> dict:
     return {m: s for (b, t, m), s in table.summaries.items() if b == backbone and t == task}
 
 
+def variant_runs(backbone: str, task: str, variants: dict[str, dict], editor: str = "unike", n=50, seed=0,
+                 data_dir=None, smoke=False) -> dict[str, pd.DataFrame]:
+    """label -> summary (summarize_with_averages) of a one-step run of `editor` with each variant's hparams (a
+    variant's "editor" entry, if any, names another editor). Runs are reused by key, so notebooks that share a
+    variant share its run.
+
+        >>> variant_runs("tiny-minigpt4", "vqa", {"only Intrin": {"external": "none"}, "UniKE": {}}, n=30)
+        ... # doctest: +SKIP
+    """
+    from ..backbones.registry import load_backbone
+    bb = load_backbone(backbone)
+    root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
+    summaries = {}
+    for label, variant in variants.items():
+        hparams = dict(variant)
+        name = hparams.pop("editor", editor)
+        hparams = {**(SMOKE_HPARAMS.get(name, {}) if smoke else {}), **hparams}
+        spec = RunSpec(editor=name, backbone=backbone, task=task, n=n, seed=seed, data_dir=str(root), hparams=hparams)
+        summaries[label] = summarize_with_averages(run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False).rows)
+    return summaries
+
+
 def hparam_sweep(backbone: str, task: str, editor: str, name: str, values, n=50, seed=0, data_dir=None,
                  smoke=False, **fixed) -> pd.DataFrame:
     """One-step runs of `editor` with hparam `name` set to each of `values` (others as `fixed`): one row per value,
@@ -67,15 +90,15 @@ def hparam_sweep(backbone: str, task: str, editor: str, name: str, values, n=50,
 
         >>> hparam_sweep("tiny-blip2-opt", "vqa", "ike", "k", [0, 8, 32], n=50)      # doctest: +SKIP
     """
-    from ..backbones.registry import load_backbone
-    bb = load_backbone(backbone)
-    root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
+    summaries = variant_runs(backbone, task, {str(value): {**fixed, name: value} for value in values}, editor=editor,
+                             n=n, seed=seed, data_dir=data_dir, smoke=smoke)
+    return sweep_frame(summaries, name, values)
+
+
+def sweep_frame(summaries: dict[str, pd.DataFrame], name: str, values) -> pd.DataFrame:
+    """One row per value: `name`, then every metric's mean, `_low` and `_high` (percent)."""
     rows = []
-    for value in values:
-        hparams = {**(SMOKE_HPARAMS.get(editor, {}) if smoke else {}), **fixed, name: value}
-        spec = RunSpec(editor=editor, backbone=backbone, task=task, n=n, seed=seed, data_dir=str(root),
-                       hparams=hparams)
-        summary = summarize(run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False).rows)
+    for value, summary in zip(values, summaries.values()):
         row = {name: value}
         for metric, stats in summary.iterrows():
             row.update({metric: stats["mean"], f"{metric}_low": stats["ci_low"], f"{metric}_high": stats["ci_high"]})
