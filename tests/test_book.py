@@ -32,7 +32,9 @@ def test_every_notebook_ran_in_smoke_mode_without_errors(smoke_book):
         executed = json.loads((executed_dir(True) / f"{name}.ipynb").read_text())
         assert not [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert status[name]["parameters"]["smoke"] is True and status[name]["seconds"] > 0
-    for name, n_claims in [("mmedit_table2_main", 44), ("unike_table1_onestep", 52)]:  # claims x 4 cells
+    for name, n_claims in [("mmedit_table2_main", 44), ("unike_table1_onestep", 52),  # claims x 4 cells
+                           ("unike_table4_ablation", 16), ("unike_fig2a_tradeoff", 5), ("unike_fig4a_topk", 4),
+                           ("unike_fig4b_alpha", 5), ("unike_fig4c_zeta", 3), ("unike_fig5a_tsne", 2)]:
         verdicts = status[name]["verdicts"]
         assert {v["verdict"] for v in verdicts} <= {"reproduced", "not reproduced", "inconclusive"}
         assert len(verdicts) == n_claims
@@ -43,6 +45,8 @@ def test_the_book_renders_tables_figures_and_the_status_page_in_chromium(smoke_b
     _, html = smoke_book
     index = dom(html / "index.html", budget_ms=5000)  # the index page redirects to the intro
     assert "Metric protocols" in index
+    explorer = dom(html / "chapters" / "unike_explorer.html")
+    assert "The landscape (precomputed)" in explorer and "<img " in explorer  # the α × β × K heatmaps
     chapter = dom(html / "chapters" / "mmedit_table2_main.html")
     assert "<caption>MMEdit Table 2 reproduction: tiny-blip2-opt, vqa</caption>" in chapter
     assert "<img " in chapter and "_images/" in chapter  # the seaborn figure
