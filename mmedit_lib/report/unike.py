@@ -10,13 +10,16 @@ Table 4's rows as `unike` hparams. Rows 1-4 have no collaboration (§3.3): ζ is
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from ..editors.latent_ike import LatentConfig, latent_shift
-from ..editors.unike import latent_stores
+from ..editors.registry import Editor
+from ..editors.unike import PREPARE_FIELDS, latent_stores
 from ..metrics.aggregate import summarize_with_averages
 from ..runners.evaluate import evaluate_cases, locality_reference
 
@@ -93,10 +96,6 @@ def with_hparams(editor, **changes):
 
         >>> live = with_hparams(editor, beta=0.5, top_k=8)                            # doctest: +SKIP
     """
-    import dataclasses
-
-    from ..editors.registry import Editor
-    from ..editors.unike import PREPARE_FIELDS
     shared = sorted(set(changes) & set(PREPARE_FIELDS))
     if shared:
         raise ValueError(f"{', '.join(shared)} change what prepare builds; make and prepare a new editor instead")
