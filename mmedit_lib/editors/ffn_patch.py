@@ -19,7 +19,7 @@ import dataclasses
 import torch
 
 from .base import Edit
-from .hooks import forward_hooks
+from .hooks import read_and_rewrite
 
 
 @dataclasses.dataclass
@@ -50,19 +50,11 @@ class FFNPatch:
 @contextlib.contextmanager
 def patched(bb, patches: dict[int, list[FFNPatch]]):
     """Apply `patches` (decoder layer -> patches) while inside; yields layer -> the FFN inputs last seen."""
-    seen: dict[int, torch.Tensor] = {}
-    hooks = {}
-    for layer, layer_patches in patches.items():
-        def read(module, inputs, output, layer=layer):
-            seen[layer] = inputs[0]
-
-        def add(module, inputs, output, layer=layer, layer_patches=layer_patches):
-            q = seen[layer]
-            return output + sum(p(q) for p in layer_patches).to(output.dtype)
-        hooks[bb.site("ffn_in", layer)] = read
-        if layer_patches:  # no patches: only read the FFN inputs
-            hooks[bb.site("ffn_out", layer)] = add
-    with forward_hooks(bb.model, hooks):
+    def add(layer_patches):
+        return lambda q, output: output + sum(p(q) for p in layer_patches).to(output.dtype)
+    # no patches: only read the FFN inputs
+    rewrites = {layer: add(layer_patches) if layer_patches else None for layer, layer_patches in patches.items()}
+    with read_and_rewrite(bb, "ffn_in", "ffn_out", rewrites) as seen:
         yield seen
 
 

@@ -28,6 +28,29 @@ def forward_hooks(model: torch.nn.Module, hooks: dict[str, Callable]):
             handle.remove()
 
 
+@contextlib.contextmanager
+def read_and_rewrite(bb, read_site: str, write_site: str, rewrites: dict[int, Callable | None]):
+    """Per decoder layer: remember the input of `read_site`, and, where the layer's rewrite is not None, replace
+    the output of `write_site` by `rewrite(that input, output)`. Yields layer -> the input last read.
+
+        >>> with read_and_rewrite(bb, "ffn_in", "ffn_out", {3: lambda q, out: out + patch(q)}) as seen:
+        ...     bb.logits(batch)                                                     # doctest: +SKIP
+    """
+    seen: dict[int, torch.Tensor] = {}
+    hooks = {}
+    for layer, rewrite in rewrites.items():
+        def read(module, inputs, output, layer=layer):
+            seen[layer] = inputs[0]
+
+        def write(module, inputs, output, layer=layer, rewrite=rewrite):
+            return rewrite(seen[layer], output)
+        hooks[bb.site(read_site, layer)] = read
+        if rewrite is not None:
+            hooks[bb.site(write_site, layer)] = write
+    with forward_hooks(bb.model, hooks):
+        yield seen
+
+
 def add_to_output(delta: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
     """A hook that adds `delta(layer input)` to the layer's output."""
     def hook(module, inputs, output):

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones.backbone import Backbone, Query
-from .hooks import forward_hooks
+from .hooks import read_and_rewrite
 
 
 @dataclasses.dataclass
@@ -46,14 +46,8 @@ def error_triplets(train, limit: int | None = None) -> list[tuple[Query, str, st
 
 def pre_attention_states(bb: Backbone, queries: list[Query], layers) -> tuple[dict[int, torch.Tensor], object]:
     """layer -> (B, L, d) inputs of the attention's query projection for `queries` (raw, not routed); the batch."""
-    seen = {}
-
-    def read(layer):
-        def hook(module, inputs, output):
-            seen[layer] = inputs[0].detach()
-        return hook
     batch = bb.encode(queries)
-    with torch.no_grad(), forward_hooks(bb.model, {bb.site("attn_in", layer): read(layer) for layer in layers}):
+    with torch.no_grad(), read_and_rewrite(bb, "attn_in", "attn_out", {layer: None for layer in layers}) as seen:
         bb.logits(batch)
     width = batch.input_ids.shape[1]
     return {layer: states.reshape(len(queries), width, -1) for layer, states in seen.items()}, batch

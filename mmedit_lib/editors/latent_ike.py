@@ -31,7 +31,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from .hooks import forward_hooks
+from .hooks import read_and_rewrite
 
 READINGS = ("knowledge", "literal")
 
@@ -104,21 +104,15 @@ def latent_shift(bb, stores: dict[int, LatentStore], cfg: LatentConfig, semantic
         raise ValueError("a dynamic α needs the semantic encoders")
     if cfg.reading not in READINGS:
         raise ValueError(f"unknown α reading {cfg.reading!r}; known: {', '.join(READINGS)}")
-    seen: dict[int, torch.Tensor] = {}
-    hooks = {}
-    for layer, store in stores.items():
-        def read(module, inputs, output, layer=layer):
-            seen[layer] = inputs[0]
-
-        def shift(module, inputs, output, layer=layer, store=store):
+    def shift(layer, store):
+        def rewrite(pre, output):
             h_input = output.reshape(-1, output.shape[-1])
-            h_pre = seen[layer].reshape(-1, seen[layer].shape[-1])
+            h_pre = pre.reshape(-1, pre.shape[-1])
             h_know, h_bar = latent_knowledge(bb, layer, h_pre, store, cfg.top_k)
             alpha = cfg.alpha if cfg.alpha is not None else dynamic_alpha(semantic[layer], h_bar, h_pre)
             if alphas is not None:
                 alphas.append(alpha.detach() if torch.is_tensor(alpha) else torch.full((len(h_pre), 1), float(alpha)))
             return mix(h_input, h_know.to(output.dtype), alpha, cfg.reading).reshape(output.shape)
-        hooks[bb.site("attn_in", layer)] = read
-        hooks[bb.site("attn_out", layer)] = shift
-    with forward_hooks(bb.model, hooks):
+        return rewrite
+    with read_and_rewrite(bb, "attn_in", "attn_out", {layer: shift(layer, store) for layer, store in stores.items()}):
         yield
