@@ -109,18 +109,26 @@ def test_every_ablation_edits_and_restores_bit_exactly(name, variant, shipped, u
         assert torch.equal(bb.target_logits([request.query])[0][0], unedited)
 
 
-@pytest.mark.slow
-def test_dynamic_alpha_is_a_similarity_in_zero_one_and_bad_switches_are_refused(shipped, unike_cases):
+@pytest.fixture(scope="module")
+def quick_unike(shipped, unike_cases):
+    """(backbone, a unike Editor prepared on QUICK settings, its cases) for the first tiny backbone."""
     name = TINY[0]
     bb = shipped(name)
     editor = make_editor("unike", backbone=name, **QUICK)
     editor.prepare(bb, unike_cases[name])
+    return bb, editor, unike_cases[name]
+
+
+@pytest.mark.slow
+def test_dynamic_alpha_is_a_similarity_in_zero_one_and_bad_switches_are_refused(quick_unike):
+    bb, editor, cases = quick_unike
+    name = bb.name
     layer = editor.prepared["layers"][-1]
     memory = editor.prepared["memory"][layer]
     alphas = []
     with latent_shift(bb, {layer: LatentStore(memory.h_sem, memory.h_pos)}, LatentConfig(top_k=2),
                       {layer: editor.prepared["encoders"][layer].semantic}, alphas), torch.no_grad():
-        bb.target_logits([unike_cases[name][1].request.query])
+        bb.target_logits([cases[1].request.query])
     values = torch.cat(alphas)
     assert values.min() >= 0 and values.max() <= 1 and values.std() > 0
     for switches, message in [({"external": "sideways"}, "external"), ({"alpha_mode": "learned"}, "alpha_mode"),
@@ -143,19 +151,16 @@ def test_neighbour_agreement_is_one_when_the_kinds_separate_and_near_half_when_t
 
 
 @pytest.mark.slow
-def test_explorer_and_alpha_probes_share_the_prepared_editor_and_leave_the_backbone_as_it_was(shipped, unike_cases):
+def test_explorer_and_alpha_probes_share_the_prepared_editor_and_leave_the_backbone_as_it_was(quick_unike):
     from mmedit_lib.report.unike import alpha_by_probe, live_scores, with_hparams
-    name = TINY[0]
-    bb = shipped(name)
-    editor = make_editor("unike", backbone=name, **QUICK)
-    editor.prepare(bb, unike_cases[name])
+    bb, editor, cases = quick_unike
     before = state_hash(bb.model)
     live = with_hparams(editor, beta=0.5, top_k=2, alpha_mode="fixed", alpha=0.3)
     assert live.prepared is editor.prepared and live.hparams.top_k == 2 and editor.hparams.top_k == 40
     with pytest.raises(ValueError, match="n_layers"):
         with_hparams(editor, n_layers=2)
-    scores = live_scores(bb, live, unike_cases[name][:2])
+    scores = live_scores(bb, live, cases[:2])
     assert scores.loc["generality", "mean"] == pytest.approx((scores.loc["t_gen", "mean"] + scores.loc["m_gen", "mean"]) / 2)
-    profile = alpha_by_probe(bb, editor, unike_cases[name][:2])
+    profile = alpha_by_probe(bb, editor, cases[:2])
     assert len(profile) == 10 and profile.alpha.between(0, 1).all()
     assert state_hash(bb.model) == before and sum(len(m._forward_hooks) for m in bb.model.modules()) == 0

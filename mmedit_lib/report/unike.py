@@ -102,3 +102,21 @@ def with_hparams(editor, **changes):
     copy = Editor(editor.spec, dataclasses.replace(editor.hparams, **changes))
     copy.prepared, copy.prepare_meta = editor.prepared, editor.prepare_meta
     return copy
+
+
+def prepared_unike(backbone: str, task: str, seed: int = 0, data_dir=None, smoke: bool = False):
+    """(backbone, data root, a unike Editor prepared on `task`'s train split) for the notebooks that look inside
+    edits; prepare is cached where the runs cache it, so it is the same memory and encoders the runs used.
+
+        >>> bb, root, editor = prepared_unike("tiny-minigpt4", "vqa")                  # doctest: +SKIP
+    """
+    from ..backbones.registry import load_backbone
+    from ..editors.registry import make_editor
+    from ..runners.cases import TrainSplit
+    from ..world.ensure import ensure_world, runs_dir
+    from .onestep import SMOKE_HPARAMS
+    bb = load_backbone(backbone)
+    root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
+    editor = make_editor("unike", backbone=backbone, **(SMOKE_HPARAMS["unike"] if smoke else {}))
+    editor.prepare(bb, TrainSplit.load(bb, root, [task]), cache_dir=runs_dir(smoke).parent / "prepared")
+    return bb, root, editor
