@@ -13,6 +13,7 @@ replaced by the projected Q-Former outputs exactly as `Blip2ForConditionalGenera
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -65,6 +66,10 @@ class Backbone:
         self.num_query_tokens = model.config.num_query_tokens
         self.image_token_id = model.config.image_token_id
         self.router = None  # set by routing edits (IKE, SERAC) through `editors.routing.RouterEdit` only
+        self.codebook = None  # set by codebook edits (GRACE, BalancEdit) through `editors.codebook.CodebookEdit` only
+        # The batch of the full forward pass under way (None outside one, and during greedy decoding's one-token
+        # steps): hooks that route per input (GRACE, BalancEdit) read where each row's prompt ends from it.
+        self.forward_batch: Batch | None = None
 
     # ---- structure -------------------------------------------------------------------------------
     @property
@@ -163,10 +168,21 @@ class Backbone:
         return out.pooler_output
 
     # ---- forward passes --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def forwarding(self, batch: Batch | None):
+        """`forward_batch` is `batch` inside (restored on exit, whatever happens)."""
+        previous, self.forward_batch = self.forward_batch, batch
+        try:
+            yield
+        finally:
+            self.forward_batch = previous
+
     def logits(self, batch: Batch) -> torch.Tensor:
         embeds = self.input_embeddings(batch)
-        out = self.model.language_model(inputs_embeds=embeds, attention_mask=batch.attention_mask.to(self.device),
-                                        position_ids=batch.position_ids.to(self.device), use_cache=False)
+        with self.forwarding(batch):
+            out = self.model.language_model(inputs_embeds=embeds,
+                                            attention_mask=batch.attention_mask.to(self.device),
+                                            position_ids=batch.position_ids.to(self.device), use_cache=False)
         return out.logits
 
     def target_logits(self, queries: list[Query]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -232,7 +248,8 @@ class Backbone:
         mask = batch.attention_mask.to(device)
         positions = batch.position_ids.to(device)
         lm = self.model.language_model
-        out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
+        with self.forwarding(batch):
+            out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
         eos = self.tokenizer.eos_token_id
         done = torch.zeros(len(queries), dtype=torch.bool, device=device)
         generated = []

@@ -25,6 +25,9 @@ class EditRequest:
     query: Query
     record: Any = None
     case_id: str = ""
+    # A training rephrase of the edit prompt, templated like `query.prompt` (BalancEdit's positive sample): the
+    # record's own (OKEDIT `train_rephrase`, MMEdit `rephrased_questions_train`) or the world's; "" when none.
+    train_prompt: str = ""
 
 
 class Edit:

@@ -8,6 +8,11 @@ Probes (the MMEdit schema's fields): `rel` = (image, src) -> alt; `t_gen` = (ima
 (image_rephrase, src) -> alt; `t_loc` = the text-only `loc` question with `loc_ans`, through the language model
 alone; `m_loc` = (m_loc image, m_loc_q) -> m_loc_a. E-VQA questions go through the backbone's VQA template; E-IC
 prompts (`src`, e.g. "a photo of") are used as they are.
+
+The OKEDIT-style task (`okedit`, BalancEdit App. A/C) has several probes per metric, named `t_gen`, `t_gen:1`, ...:
+T-Gen is the mean over every question of `rephrase_list` (same image), I-Gen (`m_gen`) the mean over every image
+of `image_rephrase_list` (same question), and `m_loc` is the hard locality: the look-alike image
+(`hard_loc_image`, `hard_loc_q`), whose answer must stay what the unedited model said. `t_loc` is as in MMEdit.
 """
 from __future__ import annotations
 
@@ -21,9 +26,14 @@ from ..backbones.backbone import Backbone, Query
 from ..data.loaders import DataError, guess_image_root, load_image, load_records
 from ..editors.base import EditRequest
 
-TASKS = ("vqa", "caption")
+TASKS = ("vqa", "caption", "okedit")
 ACCURACY_PROBES = ("rel", "t_gen", "m_gen")
 LOCALITY_PROBES = ("t_loc", "m_loc")
+
+
+def metric_of(probe: str) -> str:
+    """The metric a probe counts towards: `t_gen:3` -> `t_gen` (OKEDIT's several rephrases per metric)."""
+    return probe.split(":", 1)[0]
 
 
 @dataclasses.dataclass
@@ -36,7 +46,8 @@ class Case:
 
 # The official MMEdit download's file names (editing-data/<task>/...), tried when <task>/<split>.json is absent.
 OFFICIAL_NAMES = {("vqa", "eval"): "vqa_eval.json", ("vqa", "train"): "vqa_train.json",
-                  ("caption", "eval"): "caption_eval_edit.json", ("caption", "train"): "caption_train_edit.json"}
+                  ("caption", "eval"): "caption_eval_edit.json", ("caption", "train"): "caption_train_edit.json",
+                  ("okedit", "eval"): "okedit_eval.json", ("okedit", "train"): "okedit_train.json"}
 
 
 def data_file(data_dir: str | Path, task: str, split: str = "eval") -> Path:
@@ -55,19 +66,53 @@ def select_indices(total: int, n: int, seed: int) -> list[int]:
     return sorted(random.Random(f"cases-{seed}").sample(range(total), n))
 
 
+def training_rephrase(rec, task: str) -> str:
+    """A rephrase of `rec.src` meant for training, never an evaluated one: the record's own (OKEDIT
+    `train_rephrase`, the official MMEdit `rephrased_questions_train`), else, for world records, another of the
+    world's phrasings of the question (another caption prompt for E-IC); "" when there is none."""
+    own = str(getattr(rec, "train_rephrase", "") or rec.extra.get("train_rephrase", "")).strip()
+    if own:
+        return own
+    official = rec.extra.get("rephrased_questions_train")
+    if isinstance(official, list) and official and str(official[0]).strip():
+        return str(official[0])
+    evaluated = (rec.rephrase, *getattr(rec, "rephrase_list", ()))
+    if task == "caption":
+        from ..world.questions import CAPTION_PROMPTS
+        return next((p for p in CAPTION_PROMPTS if p != rec.src and p not in evaluated), "")
+    if "kind" in rec.extra:
+        from ..world.questions import training_rephrase as world_rephrase
+        return world_rephrase(str(rec.extra["kind"]), rec.src, evaluated) or ""
+    return ""
+
+
 def record_case(bb: Backbone, rec, task: str, index: int, root: Path, split: str = "eval") -> Case:
-    """One record as a case: its edit request and five probes, images loaded and processed."""
+    """One record as a case: its edit request and probes, images loaded and processed."""
     case_id = str(rec.extra.get("case_id", f"{task}-{split}-{index:05d}"))
-    image, image_rephrase, m_loc = (bb.pixel_values([load_image(p, root)])[0]
-                                    for p in (rec.image, rec.image_rephrase, rec.m_loc))
-    prompt = bb.vqa_prompt if task == "vqa" else (lambda text: text)
+
+    def pixels(path):
+        return bb.pixel_values([load_image(path, root)])[0]
+    image = pixels(rec.image)
+    prompt = (lambda text: text) if task == "caption" else bb.vqa_prompt
     edit = Query(image, prompt(rec.src), rec.alt)
-    probes = {"rel": edit,
-              "t_gen": Query(image, prompt(rec.rephrase), rec.alt),
-              "m_gen": Query(image_rephrase, prompt(rec.src), rec.alt),
-              "t_loc": Query(None, rec.loc, rec.loc_ans),
-              "m_loc": Query(m_loc, bb.vqa_prompt(rec.m_loc_q), rec.m_loc_a)}
-    return Case(case_id, task, EditRequest(edit, rec, case_id), probes)
+    probes = {"rel": edit}  # in metric order: rel, t_gen, m_gen, t_loc, m_loc
+    if task == "okedit":
+        if not hasattr(rec, "hard_loc_image"):
+            raise DataError(f"record {case_id} is not an OKEDIT-style record (no rephrase_list, hard_loc_image...)")
+        for j, text in enumerate(rec.rephrase_list):
+            probes["t_gen" if j == 0 else f"t_gen:{j}"] = Query(image, prompt(text), rec.alt)
+        for j, path in enumerate(rec.image_rephrase_list):
+            probes["m_gen" if j == 0 else f"m_gen:{j}"] = Query(pixels(path), prompt(rec.src), rec.alt)
+        probes["t_loc"] = Query(None, rec.loc, rec.loc_ans)
+        probes["m_loc"] = Query(pixels(rec.hard_loc_image), bb.vqa_prompt(rec.hard_loc_q), rec.hard_loc_a)
+    else:
+        probes["t_gen"] = Query(image, prompt(rec.rephrase), rec.alt)
+        probes["m_gen"] = Query(pixels(rec.image_rephrase), prompt(rec.src), rec.alt)
+        probes["t_loc"] = Query(None, rec.loc, rec.loc_ans)
+        probes["m_loc"] = Query(pixels(rec.m_loc), bb.vqa_prompt(rec.m_loc_q), rec.m_loc_a)
+    train = training_rephrase(rec, task)
+    request = EditRequest(edit, rec, case_id, train_prompt=prompt(train) if train else "")
+    return Case(case_id, task, request, probes)
 
 
 def load_cases(bb: Backbone, data_dir: str | Path, task: str, n: int, seed: int = 0, split: str = "eval",

@@ -6,7 +6,8 @@
     >>> scores[0]                                                                    # doctest: +SKIP
     {'rel': 1.0, 't_gen': 1.0, 'm_gen': 0.5, 't_loc': 1.0, 'm_loc': 0.5}
 
-Locality is always measured against the *unedited* model's fingerprint (`locality_reference`, computed before
+A metric with several probes (OKEDIT's `t_gen`, `t_gen:1`, ...) scores their mean. Locality is always measured
+against the *unedited* model's fingerprint (`locality_reference`, computed before
 any edit of a run), also after K sequential edits.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from ..backbones.backbone import Backbone
 from ..metrics.protocols import accuracy_score, locality_fingerprint, locality_score
-from .cases import ACCURACY_PROBES, LOCALITY_PROBES, Case
+from .cases import ACCURACY_PROBES, LOCALITY_PROBES, Case, metric_of
 
 MAX_BATCH = 64  # queries per forward pass
 
@@ -31,15 +32,12 @@ def _forward(bb: Backbone, queries, max_batch: int = MAX_BATCH):
 def locality_reference(bb: Backbone, cases: list[Case], protocol: str,
                        max_batch: int = MAX_BATCH) -> dict[str, dict[str, torch.Tensor]]:
     """case id -> probe -> the unedited model's locality fingerprint, batched across cases."""
-    queries = [c.probes[p] for c in cases for p in LOCALITY_PROBES]
-    outs = _forward(bb, queries, max_batch)
-    reference, it = {}, iter(zip(queries, outs))
-    for case in cases:
-        reference[case.case_id] = {}
-        for probe in LOCALITY_PROBES:
-            q, lg = next(it)
-            reference[case.case_id][probe] = locality_fingerprint(protocol, lg.sequence, lg.target,
-                                                                  q.image is not None)
+    names = [(c, p) for c in cases for p in c.probes if metric_of(p) in LOCALITY_PROBES]
+    outs = _forward(bb, [c.probes[p] for c, p in names], max_batch)
+    reference = {c.case_id: {} for c in cases}
+    for (case, probe), lg in zip(names, outs):
+        reference[case.case_id][probe] = locality_fingerprint(protocol, lg.sequence, lg.target,
+                                                              case.probes[probe].image is not None)
     return reference
 
 
@@ -47,10 +45,11 @@ def locality_reference(bb: Backbone, cases: list[Case], protocol: str,
 def evaluate_cases(bb: Backbone, cases: list[Case], reference: dict, accuracy_protocol: str,
                    locality_protocol: str, max_batch: int = MAX_BATCH) -> list[dict[str, float]]:
     """Per case, rel / t_gen / m_gen / t_loc / m_loc in [0, 1] under the two named protocols."""
-    names = [(i, p) for i in range(len(cases)) for p in ACCURACY_PROBES + LOCALITY_PROBES]
+    names = [(i, p) for i, c in enumerate(cases) for p in c.probes
+             if metric_of(p) in ACCURACY_PROBES + LOCALITY_PROBES]
     if accuracy_protocol == "gen-exact":  # accuracy from greedy answers; one teacher-forced pass for locality
-        loc_names = [(i, p) for i, p in names if p in LOCALITY_PROBES]
-        acc_names = [(i, p) for i, p in names if p in ACCURACY_PROBES]
+        loc_names = [(i, p) for i, p in names if metric_of(p) in LOCALITY_PROBES]
+        acc_names = [(i, p) for i, p in names if metric_of(p) in ACCURACY_PROBES]
         outs = dict(zip(loc_names, _forward(bb, [cases[i].probes[p] for i, p in loc_names], max_batch)))
         answers = []
         for start in range(0, len(acc_names), max_batch):
@@ -58,19 +57,19 @@ def evaluate_cases(bb: Backbone, cases: list[Case], reference: dict, accuracy_pr
         generated = dict(zip(acc_names, answers))
     else:
         outs = dict(zip(names, _forward(bb, [cases[i].probes[p] for i, p in names], max_batch)))
-    scores = []
-    for i, case in enumerate(cases):
-        row = {}
-        for probe in ACCURACY_PROBES:
-            q = case.probes[probe]
-            if accuracy_protocol == "gen-exact":
-                row[probe] = accuracy_score("gen-exact", generated=generated[(i, probe)], target=q.target)
-            else:
-                lg = outs[(i, probe)]
-                row[probe] = accuracy_score(accuracy_protocol, lg.target, lg.target_ids)
-        for probe in LOCALITY_PROBES:
-            lg, q = outs[(i, probe)], case.probes[probe]
+    per_probe: dict[tuple[int, str], float] = {}
+    for i, probe in names:
+        q = cases[i].probes[probe]
+        if metric_of(probe) in LOCALITY_PROBES:
+            lg = outs[(i, probe)]
             after = locality_fingerprint(locality_protocol, lg.sequence, lg.target, q.image is not None)
-            row[probe] = locality_score(reference[case.case_id][probe], after)
-        scores.append(row)
-    return scores
+            per_probe[(i, probe)] = locality_score(reference[cases[i].case_id][probe], after)
+        elif accuracy_protocol == "gen-exact":
+            per_probe[(i, probe)] = accuracy_score("gen-exact", generated=generated[(i, probe)], target=q.target)
+        else:
+            lg = outs[(i, probe)]
+            per_probe[(i, probe)] = accuracy_score(accuracy_protocol, lg.target, lg.target_ids)
+    grouped: list[dict[str, list[float]]] = [{} for _ in cases]
+    for (i, probe), value in per_probe.items():
+        grouped[i].setdefault(metric_of(probe), []).append(value)
+    return [{m: sum(row[m]) / len(row[m]) for m in ACCURACY_PROBES + LOCALITY_PROBES} for row in grouped]

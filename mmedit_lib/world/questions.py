@@ -281,3 +281,41 @@ def caption(scene) -> str:
         e = scene.entity
         return f"the {e.name} {e.kind} in {e.country}"
     raise TypeError(f"no caption for {type(scene).__name__}")
+
+
+def _template_args(template: str, text: str) -> dict | None:
+    """The template arguments that make `template` read `text` (None when it cannot)."""
+    import re
+    import string
+    pattern, names = "", []
+    for literal, field, _, _ in string.Formatter().parse(template):
+        pattern += re.escape(literal)
+        if field is not None:
+            pattern += f"(?P<{field}>.+?)" if field not in names else f"(?P={field})"
+            names.append(field)
+    match = re.fullmatch(pattern, text)
+    return match.groupdict() if match else None
+
+
+def training_rephrase(kind: str, text: str, avoid: tuple[str, ...] = ()) -> str | None:
+    """Another phrasing of the world question `text` of `kind`, none of `avoid` (e.g. the eval rephrase):
+    the first such template in order, so the same record always gets the same one. None if `text` is not
+    one of the kind's phrasings.
+
+        >>> training_rephrase("currency", "what is the currency of peru ?", ("which currency is used in peru ?",))
+        'what money do people use in peru ?'
+    """
+    spec = QUESTION_KINDS.get(kind)
+    if spec is None:
+        return None
+    for template in spec.templates:
+        args = _template_args(template, text)
+        if args is not None:
+            break
+    else:
+        return None
+    for template in spec.templates:
+        candidate = template.format(**args)
+        if candidate != text and candidate not in avoid:
+            return candidate
+    return None
