@@ -1,7 +1,7 @@
 """The editor registry: a flat table of names -> (hparams dataclass, apply function, what the method supports).
 
     >>> sorted(EDITORS)
-    ['ft-last', 'ft-vision', 'ike', 'ke', 'mend', 'mend-vision', 'serac', 't-patcher', 'unedited', 'unike']
+    ['balancedit', 'ft-last', 'ft-vision', 'grace', 'ike', 'ke', 'mend', 'mend-vision', 'serac', 't-patcher', 'unedited', 'unike']
     >>> editor = make_editor("ft-last", steps=10)
     >>> editor.hparams.steps
     10
@@ -23,8 +23,10 @@ from typing import Any, Callable
 
 import yaml
 
+from .balancedit import BalancEditHparams, apply_balancedit
 from .base import Edit, EditRequest, NoEdit
 from .ft import FTHparams, FTVisionHparams, apply_ft
+from .grace import GRACEHparams, apply_grace
 from .ike import IKEHparams, apply_ike, prepare_ike
 from .ke import KEHparams, apply_ke, prepare_ke
 from .mend import MENDHparams, MENDVisionHparams, apply_mend, prepare_mend
@@ -81,6 +83,11 @@ EDITORS: dict[str, EditorSpec] = {s.name: s for s in [
     EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike, sequential=False,
                summary="UniKE: extra FFN key-value pairs + latent in-context memory, collaborating via ζ and α",
                prepare_fields=UNIKE_PREPARE_FIELDS),
+    EditorSpec("grace", GRACEHparams, apply_grace,
+               summary="GRACE: a key-value codebook at the last FFN output; values replace the output within ε"),
+    EditorSpec("balancedit", BalancEditHparams, apply_balancedit,
+               summary="BalancEdit: codebook of fine-tuned layer copies; radius from positive and black-image "
+                       "negative samples"),
 ]}
 
 
