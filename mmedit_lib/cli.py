@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--editor", required=True)
     e.add_argument("--backbone", default="tiny-blip2-opt")
     e.add_argument("--backbone-path", help="local folder of the backbone (default: the registry's)")
-    e.add_argument("--task", default="vqa", choices=["vqa", "caption"])
+    e.add_argument("--task", default="vqa", choices=["vqa", "caption", "okedit"],
+                   help="okedit: the OKEDIT-style benchmark (<data-dir>/okedit/eval.json or okedit_eval.json)")
     e.add_argument("--setting", default="one-step", choices=["one-step", "seq", "cross-task"])
     e.add_argument("--k", type=int, default=None, help="edits per sequence (seq; cross-task uses 10)")
     e.add_argument("--n", type=int, default=200, help="edit cases")

@@ -122,3 +122,29 @@ def test_bad_codebook_settings_get_one_clear_error(okedit, shipped):
         apply_balancedit(bb, case.request, QUICK_BALANCEDIT)
     first.restore()
     assert bb.codebook is None
+
+
+def test_okedit_files_under_the_official_name_load_and_bad_records_fail_whole(smoke_world, shipped, tmp_path):
+    import json
+    import shutil
+    name = TINY[0]
+    world, _ = smoke_world(name)
+    records = json.loads((world / "okedit" / "eval.json").read_text())
+    (tmp_path / "okedit").mkdir()
+    (tmp_path / "okedit" / "okedit_eval.json").write_text(json.dumps(records))
+    shutil.copytree(world / "images", tmp_path / "images")
+    cases = load_cases(shipped(name), tmp_path, "okedit", n=2, seed=0)
+    assert [c.case_id for c in cases] == [c.case_id for c in load_cases(shipped(name), world, "okedit", n=2, seed=0)]
+    del records[1]["hard_loc_image"]
+    (tmp_path / "okedit" / "okedit_eval.json").write_text(json.dumps(records))
+    from mmedit_lib.data.loaders import DataError
+    with pytest.raises(DataError, match="record 1.*hard_loc_image"):
+        load_cases(shipped(name), tmp_path, "okedit", n=2, seed=0)
+
+
+def test_a_bad_codebook_hparam_fails_before_a_run_writes_anything(tmp_path):
+    from mmedit_lib.runners.run import RunSpec, run
+    with pytest.raises(ValueError, match="weighting"):
+        run(RunSpec(editor="balancedit", backbone=TINY[0], task="okedit", n=2, hparams={"weighting": "eq3"}),
+            runs_dir=tmp_path)
+    assert not any(tmp_path.iterdir())

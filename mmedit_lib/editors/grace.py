@@ -25,7 +25,7 @@ import torch
 
 from ..backbones.backbone import Backbone
 from .base import EditRequest, frozen
-from .codebook import Codebook, CodebookEdit, Entry, current_codebook, layer_inputs, query_vectors, \
+from .codebook import DISTANCES, Codebook, CodebookEdit, Entry, current_codebook, layer_inputs, query_vectors, \
     training_hook
 
 
@@ -43,6 +43,8 @@ class GRACEHparams:
     def check(self) -> None:
         if self.value_init not in ("warm", "cold"):
             raise ValueError(f"grace.value_init is warm or cold; got {self.value_init!r}")
+        if self.distance not in DISTANCES:
+            raise ValueError(f"grace.distance is one of {DISTANCES}; got {self.distance!r}")
         if self.eps_init <= 0:
             raise ValueError(f"grace.eps_init must be positive; got {self.eps_init}")
 

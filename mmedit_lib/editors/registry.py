@@ -149,7 +149,7 @@ def backbone_hparams(backbone: str) -> dict:
 
 def make_hparams(name: str, backbone: str | None = None, **overrides):
     """The method's hparams: paper defaults, then `backbone`'s hparams file, then `overrides` (ValueError naming
-    the fields on an unknown one or a value of the wrong type)."""
+    the fields on an unknown one, a value of the wrong type, or one its `check()` refuses)."""
     cls = get_spec(name).hparams
     values = {**(backbone_hparams(backbone).get(name, {}) if backbone else {}), **overrides}
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -171,7 +171,10 @@ def make_hparams(name: str, backbone: str | None = None, **overrides):
         elif type(default) is not type(value):
             raise ValueError(f"{name}.{key} takes {type(default).__name__}, got {value!r}")
         typed[key] = value
-    return cls(**typed)
+    hparams = cls(**typed)
+    if hasattr(hparams, "check"):  # value checks (choices, ranges): a bad value fails here, before any run starts
+        hparams.check()
+    return hparams
 
 
 def make_editor(name: str, backbone: str | None = None, **overrides) -> Editor:
