@@ -24,7 +24,10 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
 ORDER = ("world_tour", "mmedit_table2_main", "unike_table1_onestep", "unike_table4_ablation", "unike_fig2a_tradeoff",
          "unike_fig4a_topk", "unike_fig4b_alpha", "unike_fig4c_zeta", "unike_fig5a_tsne", "unike_fig5b_qualitative",
-         "unike_explorer")  # the book's chapter order; others follow alphabetically
+         "unike_explorer", "balancedit_table1_example", "balancedit_table3_main", "balancedit_table4_sequential",
+         "balancedit_table5_efficiency", "balancedit_table6_distance", "balancedit_table7_negative_anchor",
+         "balancedit_fig4_interpretability", "balancedit_fig5_alpha", "balancedit_fig7_key_tsne")
+# the book's chapter order; others follow alphabetically
 
 
 class NotebookError(RuntimeError):

@@ -34,7 +34,12 @@ def test_every_notebook_ran_in_smoke_mode_without_errors(smoke_book):
         assert status[name]["parameters"]["smoke"] is True and status[name]["seconds"] > 0
     for name, n_claims in [("mmedit_table2_main", 44), ("unike_table1_onestep", 52),  # claims x 4 cells
                            ("unike_table4_ablation", 16), ("unike_fig2a_tradeoff", 5), ("unike_fig4a_topk", 4),
-                           ("unike_fig4b_alpha", 5), ("unike_fig4c_zeta", 3), ("unike_fig5a_tsne", 2)]:
+                           ("unike_fig4b_alpha", 5), ("unike_fig4c_zeta", 3), ("unike_fig5a_tsne", 2),
+                           ("balancedit_table1_example", 5), ("balancedit_table3_main", 34),  # 4 + 13 per backbone
+                           ("balancedit_table4_sequential", 7), ("balancedit_table5_efficiency", 2),
+                           ("balancedit_table6_distance", 5), ("balancedit_table7_negative_anchor", 5),
+                           ("balancedit_fig4_interpretability", 2), ("balancedit_fig5_alpha", 5),
+                           ("balancedit_fig7_key_tsne", 2)]:
         verdicts = status[name]["verdicts"]
         assert {v["verdict"] for v in verdicts} <= {"reproduced", "not reproduced", "inconclusive"}
         assert len(verdicts) == n_claims
@@ -50,6 +55,8 @@ def test_the_book_renders_tables_figures_and_the_status_page_in_chromium(smoke_b
     chapter = dom(html / "chapters" / "mmedit_table2_main.html")
     assert "<caption>MMEdit Table 2 reproduction: tiny-blip2-opt, vqa</caption>" in chapter
     assert "<img " in chapter and "_images/" in chapter  # the seaborn figure
+    balancedit = dom(html / "chapters" / "balancedit_table3_main.html")
+    assert "OKEDIT-style benchmark" in balancedit and "<img " in balancedit
     status = dom(html / "status.html")
     assert "Reproduction status" in status and "mmedit_table2_main" in status
     assert (book_root(True) / "chapters" / "world_tour.ipynb").exists()

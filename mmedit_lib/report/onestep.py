@@ -25,19 +25,21 @@ LABELS = {"unedited": "Backbone Model", "ft-vision": "FT (vision block)", "ft-la
 SMOKE_HPARAMS = {"mend": {"steps": 20, "norm_cases": 5}, "mend-vision": {"steps": 20, "norm_cases": 5},
                  "ke": {"steps": 20}, "serac": {"cf_steps": 10, "classifier_epochs": 2},
                  "t-patcher": {"memory_cases": 10},
-                 "unike": {"memory_triplets": 64, "encoder_epochs": 2, "patch_memory_cases": 10}}
+                 "unike": {"memory_triplets": 64, "encoder_epochs": 2, "patch_memory_cases": 10},
+                 "grace": {"steps": 10}, "balancedit": {"steps": 20}}
 
 
 @dataclasses.dataclass
 class OneStepTable:
     summaries: dict  # (backbone, task, label) -> summarize(rows)
     runs: pd.DataFrame  # one row per run: ids, reuse, prepare and edit times
+    rows: dict = dataclasses.field(default_factory=dict)  # (backbone, task, label) -> the run's results rows
 
 
 def onestep_table(backbones, tasks, editors, labels=LABELS, n=200, seed=0, accuracy_protocol="tf-token",
                   locality_protocol="answer-argmax", data_dir=None, smoke=False) -> OneStepTable:
     from ..backbones.registry import load_backbone
-    summaries, runs = {}, []
+    summaries, runs, all_rows = {}, [], {}
     for backbone in backbones:
         bb = load_backbone(backbone)
         root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
@@ -48,12 +50,13 @@ def onestep_table(backbones, tasks, editors, labels=LABELS, n=200, seed=0, accur
                                data_dir=str(root), hparams=SMOKE_HPARAMS.get(editor, {}) if smoke else {})
                 result = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False)
                 summaries[(backbone, task, labels[editor])] = summarize(result.rows)
+                all_rows[(backbone, task, labels[editor])] = result.rows
                 rows = pd.DataFrame(result.rows)
                 runs.append({"backbone": backbone, "task": task, "editor": editor, "run": result.run_id,
                              "rows": len(rows), "reused": result.reused,
                              "prepare_s": float(rows.prepare_seconds.iloc[0]) if "prepare_seconds" in rows else 0.0,
                              "edit_s": float(rows.edit_seconds.mean())})
-    return OneStepTable(summaries, pd.DataFrame(runs))
+    return OneStepTable(summaries, pd.DataFrame(runs), all_rows)
 
 
 def for_cell(table: OneStepTable, backbone: str, task: str) -> dict:

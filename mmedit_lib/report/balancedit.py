@@ -1,0 +1,75 @@
+"""What the BalancEdit notebooks share: the paper's row names, its metric names, per-category results.
+
+    >>> table = onestep_table(["tiny-blip2-opt"], ["okedit"], ["grace", "balancedit"], LABELS, n=100)  # doctest: +SKIP
+    >>> as_paper_metrics(table.summaries[("tiny-blip2-opt", "okedit", "GRACE")]).loc["loc"]            # doctest: +SKIP
+
+BalancEdit reports one locality, "Loc", measured on images: on OKEDIT the look-alike image (our `m_loc` on the
+`okedit` task), on MMEdit the unrelated image (`m_loc`). Its HM is the harmonic mean of T-Gen, I-Gen (`m_gen`) and
+that Loc, which is what `metrics.aggregate.summarize` computes as `hm`.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..data.loaders import load_records
+from ..runners.cases import data_file
+
+LABELS = {"unedited": "Base", "ft-last": "FT", "ike": "IKE", "mend": "MEND", "grace": "GRACE",
+          "balancedit": "BalancEdit"}  # BalancEdit Table 3's row names
+DATASETS = {"vqa": "MMEDIT", "okedit": "OKEDIT"}  # our task -> the paper's dataset column
+PAPER_BACKBONE = {"tiny-blip2-opt": "blip2-opt", "tiny-minigpt4": "minigpt4"}
+METRICS = ["rel", "t_gen", "m_gen", "loc", "hm"]
+
+
+def as_paper_metrics(summary: pd.DataFrame) -> pd.DataFrame:
+    """`summary` with BalancEdit's Loc (= our image locality `m_loc`) as a row named `loc`."""
+    out = summary.copy()
+    out.loc["loc"] = summary.loc["m_loc"]
+    return out
+
+
+def per_category(rows: list[dict], data_dir, task: str = "okedit", scale: float = 100.0) -> pd.DataFrame:
+    """Mean of each metric per question category (OKEDIT's `category`; the world's `kind` on MMEdit-style data),
+    one row per category with its number of cases."""
+    records = load_records(data_file(data_dir, task))
+    category = {str(r.extra.get("case_id")): getattr(r, "category", "") or r.extra.get("kind", "?") for r in records}
+    frame = pd.DataFrame(rows)
+    frame["category"] = frame.case_id.map(category)
+    metrics = ["rel", "t_gen", "m_gen", "t_loc", "m_loc"]
+    table = frame.groupby("category")[metrics].mean() * scale
+    table.insert(0, "cases", frame.groupby("category").size())
+    return table.sort_values("cases", ascending=False)
+
+
+def similarity_verdict(text: str, rows_a: list[dict], rows_b: list[dict], metric: str, margin: float,
+                       source: str = "", n_boot: int = 1000, seed: int = 0) -> dict:
+    """"A and B give similar `metric`": the paired bootstrap 95% CI of A - B over the cases both ran (percent;
+    `hm` from resampled means) lies inside ±margin -> reproduced; entirely outside -> not reproduced; else
+    inconclusive.
+
+        >>> similarity_verdict("cosine ~ Euclidean", euc_rows, cos_rows, "hm", 10.0)     # doctest: +SKIP
+    """
+    import numpy as np
+
+    from ..metrics.aggregate import METRICS as ROW_METRICS, hm_from_means
+    b_by_case = {r["case_id"]: r for r in rows_b}
+    pairs = [(r, b_by_case[r["case_id"]]) for r in rows_a if r["case_id"] in b_by_case]
+    if not pairs:
+        raise ValueError("the two runs share no cases")
+    a = np.array([[ra[m] for m in ROW_METRICS] for ra, _ in pairs], dtype=float) * 100
+    b = np.array([[rb[m] for m in ROW_METRICS] for _, rb in pairs], dtype=float) * 100
+
+    def stat(ia):
+        ma, mb = dict(zip(ROW_METRICS, a[ia].mean(0))), dict(zip(ROW_METRICS, b[ia].mean(0)))
+        if metric == "hm":
+            return hm_from_means(ma) - hm_from_means(mb)
+        column = "m_loc" if metric == "loc" else metric  # BalancEdit's Loc is our image locality
+        return ma[column] - mb[column]
+    rng = np.random.default_rng(seed)
+    diffs = np.array([stat(rng.integers(0, len(pairs), len(pairs))) for _ in range(n_boot)])
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    observed = stat(np.arange(len(pairs)))
+    result = ("reproduced" if -margin < low and high < margin else
+              "not reproduced" if low >= margin or high <= -margin else "inconclusive")
+    evidence = f"{metric} difference {observed:+.1f} [{low:+.1f}, {high:+.1f}] over {len(pairs)} cases, margin ±{margin:g}"
+    return {"claim": text, "source": source, "verdict": result, "evidence": evidence}
