@@ -168,11 +168,7 @@ class CodebookEdit(Edit):
     """Installs `codebook` as the backbone's codebook (its entries include the previous edits' entries)."""
 
     def __init__(self, bb, codebook: Codebook):
-        previous = bb.codebook
-        if previous is not None and (previous.codebook.owner, previous.codebook.site, previous.codebook.layer) != \
-                (codebook.owner, codebook.site, codebook.layer):
-            raise RuntimeError(f"a {codebook.owner} codebook cannot stack on the {previous.codebook.owner} codebook "
-                               "already installed (restore it first)")
+        previous = bb.codebook  # editors build `codebook` on it through `current_codebook`, which checks they match
         self.bb, self.codebook, self.previous = bb, codebook, previous
         self._hooks = None
         if previous is None:

@@ -25,7 +25,7 @@ import torch
 
 from ..backbones.backbone import Backbone
 from .base import EditRequest, frozen
-from .codebook import DISTANCES, Codebook, CodebookEdit, Entry, current_codebook, layer_inputs, query_vectors, \
+from .codebook import DISTANCES, CodebookEdit, Entry, current_codebook, layer_inputs, query_vectors, \
     training_hook
 
 
@@ -82,28 +82,22 @@ def apply_grace(bb: Backbone, request: EditRequest, hp: GRACEHparams, prepared=N
     hp.check()
     book = current_codebook(bb, "grace", hp.site, hp.layer, "last", hp.distance)
     key = query_vectors(bb, book, [request.query])[0]
-    label = request.query.target
-    entries = list(book.entries)
+    label, span, entries = request.query.target, _span(bb, request), list(book.entries)
+    radius, rule = hp.eps_init, "new"
     if entries:
         index, dist, _ = book.nearest(key[None])
         i, d = int(index[0]), float(dist[0])
         nearest = entries[i]
         if d <= hp.eps_init + nearest.radius:
             if nearest.label == label:  # expand the nearest key's radius to reach the new key; train its value on
-                value = train_value(bb, request, nearest.value, hp)
-                entries[i] = dataclasses.replace(nearest, radius=max(d, nearest.radius), value=value,
-                                                 span=max(nearest.span, _span(bb, request)),
+                entries[i] = dataclasses.replace(nearest, radius=max(d, nearest.radius),
+                                                 value=train_value(bb, request, nearest.value, hp),
+                                                 span=max(nearest.span, span),
                                                  info={**nearest.info, "rule": "expanded"})
                 return CodebookEdit(bb, dataclasses.replace(book, entries=tuple(entries)))
+            # another answer: split, both radii become half the distance
             entries[i] = dataclasses.replace(nearest, radius=d / 2 - 1e-5, info={**nearest.info, "rule": "split"})
-            value = train_value(bb, request, _initial_value(bb, request, hp), hp)
-            new = Entry(key, d / 2, label, request.case_id, value=value, info={"rule": "split"},
-                        span=_span(bb, request))
-            return CodebookEdit(bb, dataclasses.replace(book, entries=tuple(entries) + (new,)))
+            radius, rule = d / 2, "split"
     value = train_value(bb, request, _initial_value(bb, request, hp), hp)
-    new = Entry(key, hp.eps_init, label, request.case_id, value=value, info={"rule": "new"}, span=_span(bb, request))
-    return CodebookEdit(bb, dataclasses.replace(book, entries=tuple(entries) + (new,)))
-
-
-def grace_codebook(bb: Backbone) -> Codebook | None:
-    return bb.codebook.codebook if bb.codebook is not None and bb.codebook.codebook.owner == "grace" else None
+    entries.append(Entry(key, radius, label, request.case_id, value=value, info={"rule": rule}, span=span))
+    return CodebookEdit(bb, dataclasses.replace(book, entries=tuple(entries)))

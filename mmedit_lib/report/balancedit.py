@@ -71,5 +71,6 @@ def similarity_verdict(text: str, rows_a: list[dict], rows_b: list[dict], metric
     observed = stat(np.arange(len(pairs)))
     result = ("reproduced" if -margin < low and high < margin else
               "not reproduced" if low >= margin or high <= -margin else "inconclusive")
-    evidence = f"{metric} difference {observed:+.1f} [{low:+.1f}, {high:+.1f}] over {len(pairs)} cases, margin ±{margin:g}"
+    evidence = (f"{metric} difference {observed:+.1f} [{low:+.1f}, {high:+.1f}] over {len(pairs)} cases, "
+                f"margin ±{margin:g}")
     return {"claim": text, "source": source, "verdict": result, "evidence": evidence}
