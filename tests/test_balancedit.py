@@ -148,3 +148,17 @@ def test_a_bad_codebook_hparam_fails_before_a_run_writes_anything(tmp_path):
         run(RunSpec(editor="balancedit", backbone=TINY[0], task="okedit", n=2, hparams={"weighting": "eq3"}),
             runs_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_the_positive_sample_comes_from_a_training_rephrase_never_an_evaluated_one(smoke_world):
+    from mmedit_lib.data.loaders import load_records
+    from mmedit_lib.runners.cases import data_file, training_rephrase
+    from conftest import FIXTURES
+    real = load_records(FIXTURES / "mmedit_vqa_eval_sample.json")  # the official MMEdit records carry their own
+    assert [training_rephrase(r, "vqa") for r in real[:5]] == [r.extra["rephrased_questions_train"][0]
+                                                                for r in real[:5]]
+    world, _ = smoke_world(TINY[0])
+    for task in ["vqa", "caption", "okedit"]:
+        for rec in load_records(data_file(world, task))[:10]:
+            positive = training_rephrase(rec, task)
+            assert positive and positive not in {rec.src, rec.rephrase, *getattr(rec, "rephrase_list", ())}
