@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from ..backbones.backbone import Backbone, Query
-from .base import EditRequest, frozen
+from .base import EditRequest, fit_edit, frozen
 from .codebook import CodebookEdit, DISTANCES, Entry, current_codebook, pairwise_distance, query_vectors, \
     training_hook
 
@@ -100,18 +100,11 @@ def train_transformation(bb: Backbone, request: EditRequest, weight: torch.Tenso
     weight = weight.detach().clone().requires_grad_(True)
     bias = None if bias is None else bias.detach().clone().requires_grad_(True)
     params = [weight] + ([bias] if bias is not None else [])
-    optimizer = torch.optim.Adam(params, lr=hp.lr)
 
     def copy_of_layer(x, out):
         return torch.nn.functional.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
     with frozen(bb.model), training_hook(bb, hp.site, hp.layer, "mean", copy_of_layer):
-        for _ in range(hp.steps):
-            loss = bb.loss([request.query])
-            if loss.item() < hp.stop_at_loss:
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        fit_edit(bb, request.query, params, hp.lr, hp.steps, hp.stop_at_loss)
     return weight.detach(), None if bias is None else bias.detach()
 
 

@@ -76,6 +76,19 @@ def records_of(train) -> list:
     return train.records if hasattr(train, "records") else [c.request.record for c in train]
 
 
+def fit_edit(bb, query, params, lr: float, steps: int, stop_at_loss: float) -> None:
+    """Adam on `params` against the edit's loss `bb.loss([query])`, at most `steps` steps, stopping once the loss
+    is below `stop_at_loss` (what FT, GRACE's values and BalancEdit's layer copies are trained with)."""
+    optimizer = torch.optim.Adam(params, lr=lr)
+    for _ in range(steps):
+        loss = bb.loss([query])
+        if loss.item() < stop_at_loss:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 @contextlib.contextmanager
 def frozen(model: torch.nn.Module):
     """Every parameter has requires_grad False inside (an editor turns on what it trains); on exit the flags

@@ -22,7 +22,7 @@ import dataclasses
 import torch
 
 from ..backbones.backbone import Backbone
-from .base import EditRequest, WeightEdit, frozen
+from .base import EditRequest, WeightEdit, fit_edit, frozen
 
 
 @dataclasses.dataclass
@@ -55,15 +55,8 @@ def edited_parameters(backbone: Backbone, sites, layers) -> dict[str, torch.nn.P
 def apply_ft(backbone: Backbone, request: EditRequest, hp: FTHparams) -> WeightEdit:
     params = edited_parameters(backbone, hp.sites, hp.layers)
     edit = WeightEdit(params)
-    optimizer = torch.optim.Adam(params.values(), lr=hp.lr)
     with frozen(backbone.model):
         for p in params.values():
             p.requires_grad_(True)
-        for _ in range(hp.steps):
-            loss = backbone.loss([request.query])
-            if loss.item() < hp.stop_at_loss:
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        fit_edit(backbone, request.query, list(params.values()), hp.lr, hp.steps, hp.stop_at_loss)
     return edit

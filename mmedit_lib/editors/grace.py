@@ -24,7 +24,7 @@ import dataclasses
 import torch
 
 from ..backbones.backbone import Backbone
-from .base import EditRequest, frozen
+from .base import EditRequest, fit_edit, frozen
 from .codebook import DISTANCES, CodebookEdit, Entry, current_codebook, layer_inputs, query_vectors, \
     training_hook
 
@@ -65,16 +65,9 @@ def _span(bb: Backbone, request: EditRequest) -> int:
 
 def train_value(bb: Backbone, request: EditRequest, value: torch.Tensor, hp: GRACEHparams) -> torch.Tensor:
     value = value.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([value], lr=hp.lr)
     with frozen(bb.model), training_hook(bb, hp.site, hp.layer, "last",
                                          lambda x, out: value.to(out.dtype).expand_as(out)):
-        for _ in range(hp.steps):
-            loss = bb.loss([request.query])
-            if loss.item() < hp.stop_at_loss:
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        fit_edit(bb, request.query, [value], hp.lr, hp.steps, hp.stop_at_loss)
     return value.detach()
 
 
