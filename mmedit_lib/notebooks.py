@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,11 +23,13 @@ from .paths import REPO_ROOT
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_DIR = REPO_ROOT / "book"
-ORDER = ("world_tour", "mmedit_table2_main", "unike_table1_onestep", "unike_table4_ablation", "unike_fig2a_tradeoff",
+ORDER = ("world_tour", "mmedit_table2_main", "unike_table1_onestep", "unike_table2_sequential", "unike_table3_crosstask",
+         "unike_table4_ablation", "unike_table5_summary", "unike_fig2a_tradeoff",
          "unike_fig4a_topk", "unike_fig4b_alpha", "unike_fig4c_zeta", "unike_fig5a_tsne", "unike_fig5b_qualitative",
          "unike_explorer", "balancedit_table1_example", "balancedit_table3_main", "balancedit_table4_sequential",
          "balancedit_table5_efficiency", "balancedit_table6_distance", "balancedit_table7_negative_anchor",
-         "balancedit_fig4_interpretability", "balancedit_fig5_alpha", "balancedit_fig7_key_tsne")
+         "balancedit_fig4_interpretability", "balancedit_fig5_alpha", "balancedit_fig7_key_tsne",
+         "efficiency_editing_cost", "running_on_real_backbones")
 # the book's chapter order; others follow alphabetically
 
 
@@ -35,6 +38,10 @@ class NotebookError(RuntimeError):
 
 
 def executed_dir(smoke: bool = False) -> Path:
+    """Where executed notebooks and their verdicts go: `$MMEDIT_EXECUTED_DIR` when set (a real-backbone session,
+    a test), else results/executed (smoke: results/smoke/executed)."""
+    if os.environ.get("MMEDIT_EXECUTED_DIR"):
+        return Path(os.environ["MMEDIT_EXECUTED_DIR"])
     return REPO_ROOT / "results" / ("smoke/executed" if smoke else "executed")
 
 

@@ -62,6 +62,7 @@ def test_every_editor_keeps_the_contract(editor_name, name, shipped, cases):
     assert [n for n, _ in bb.model.named_modules()] == modules and hooks(bb.model) == n_hooks
     assert bb.router is None, "a routing edit was left installed"
     assert bb.codebook is None and bb.forward_batch is None, "a codebook edit was left installed"
+    assert bb.latent_memory is None, "a latent memory edit was left installed"
     assert [p.requires_grad for p in bb.model.parameters()] == flags
     assert all(p.grad is None for p in bb.model.parameters())
     second, logits_again = edited_hash()
@@ -77,7 +78,7 @@ def test_every_editor_keeps_the_contract(editor_name, name, shipped, cases):
         for edit in reversed(edits):
             edit.restore()
         assert state_hash(bb.model) == before and hooks(bb.model) == n_hooks and bb.router is None \
-            and bb.codebook is None, \
+            and bb.codebook is None and bb.latent_memory is None, \
             "stacked edits do not restore bit-exactly"
         assert torch.equal(output(bb, request.query), unedited)
 

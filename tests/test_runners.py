@@ -89,6 +89,7 @@ def test_sequential_and_cross_task_runs_restore_and_measure_locality_against_the
               runs_dir=tmp_path, progress=False)
     assert state_hash(bb.model) == before
     assert [r["group"] for r in seq.rows] == [0] * 5 + [1] * 5 and {r["setting"] for r in seq.rows} == {"seq-5"}
+    assert all(r["eval_seconds"] > 0 and r["edit_peak_mb"] >= 0 for r in seq.rows)
     one = run(RunSpec(editor="ft-last", backbone=name, n=10, data_dir=str(world)), bb=bb, runs_dir=tmp_path,
               progress=False)
     mean = lambda rows, m: sum(r[m] for r in rows) / len(rows)  # noqa: E731
@@ -114,7 +115,9 @@ def test_locality_is_exactly_one_when_the_edit_changes_nothing(smoke_world, ship
 @pytest.mark.parametrize("change, message", [
     ({"editor": "nope"}, "unknown editor 'nope'"), ({"task": "qa"}, "unknown task"),
     ({"setting": "seq", "k": 3, "n": 10}, "multiple of k=3"), ({"accuracy_protocol": "exact"}, "accuracy protocol"),
-    ({"hparams": {"stepz": 1}}, "no hparam"), ({"n": 999}, "between 1 and the 20 records")])
+    ({"hparams": {"stepz": 1}}, "no hparam"), ({"n": 999}, "between 1 and the 20 records"),
+    ({"editor": "ike", "setting": "seq", "k": 2}, "does not support sequential"),
+    ({"editor": "unike", "setting": "seq", "k": 2, "hparams": {"external": "vanilla"}}, "text context")])
 def test_bad_parameters_get_one_clear_error_and_write_nothing(change, message, smoke_world, shipped, tmp_path):
     world, _ = smoke_world("tiny-blip2-opt")
     spec = RunSpec(**{**RunSpec(editor="ft-last", backbone="tiny-blip2-opt", n=4, data_dir=str(world)).__dict__,
@@ -212,3 +215,14 @@ def test_the_official_mmedit_layout_is_found_and_its_missing_coco_images_are_one
         run(RunSpec(editor="ft-last", backbone="tiny-blip2-opt", n=40, data_dir=str(data)),
             bb=shipped("tiny-blip2-opt"), runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def test_edit_memory_sees_a_peak_that_is_already_freed_and_not_what_was_there_before():
+    import numpy as np
+    from mmedit_lib.runners.memory import edit_memory
+    kept = np.ones(20_000_000)  # 160 MB in use before: not the edit's
+    with edit_memory(torch.device("cpu")) as peak:
+        scratch = np.ones(10_000_000)  # 80 MB, freed before the edit ends
+        del scratch
+    assert 60 < peak.mb < 120
+    del kept

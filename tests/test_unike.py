@@ -164,3 +164,37 @@ def test_explorer_and_alpha_probes_share_the_prepared_editor_and_leave_the_backb
     profile = alpha_by_probe(bb, editor, cases[:2])
     assert len(profile) == 10 and profile.alpha.between(0, 1).all()
     assert state_hash(bb.model) == before and sum(len(m._forward_hooks) for m in bb.model.modules()) == 0
+
+
+@pytest.mark.slow
+def test_sequential_edits_share_one_latent_shift_whose_memory_holds_every_edit(quick_unike):
+    bb, editor, cases = quick_unike
+    layers = editor.prepared["layers"]
+    memory = editor.prepared["memory"][layers[-1]]
+    shift_hooks = lambda: sum(len(bb.module("attn_out", layer)._forward_hooks) for layer in layers)  # noqa: E731
+    with torch.no_grad():
+        unedited = bb.target_logits([cases[0].request.query])[0][0].clone()
+    first = editor.edit(bb, cases[0].request)
+    second = editor.edit(bb, cases[1].request)
+    store = bb.latent_memory.stores[layers[-1]]
+    assert shift_hooks() == len(layers), "the second edit added a second shift instead of joining the memory"
+    assert len(store.h_sem) == len(memory.h_sem) + 2 and torch.equal(store.h_sem[:len(memory.h_sem)], memory.h_sem)
+    second.restore()
+    assert len(bb.latent_memory.stores[layers[-1]].h_sem) == len(memory.h_sem) + 1
+    first.restore()
+    assert bb.latent_memory is None and shift_hooks() == 0
+    with torch.no_grad():
+        assert torch.equal(bb.target_logits([cases[0].request.query])[0][0], unedited)
+
+
+@pytest.mark.slow
+def test_vanilla_unike_keeps_one_edit_at_a_time_and_says_why(quick_unike, unike_cases):
+    bb, _, cases = quick_unike
+    editor = make_editor("unike", backbone=bb.name, **QUICK, external="vanilla", ike_k=2)
+    assert "text context" in editor.hparams.sequential_problem()
+    editor.prepare(bb, cases)
+    first = editor.edit(bb, cases[0].request)
+    with pytest.raises(RuntimeError, match="one edit at a time"):
+        editor.edit(bb, cases[1].request)
+    first.restore()
+    assert bb.router is None and bb.latent_memory is None

@@ -67,6 +67,7 @@ class Backbone:
         self.image_token_id = model.config.image_token_id
         self.router = None  # set by routing edits (IKE, SERAC) through `editors.routing.RouterEdit` only
         self.codebook = None  # set by codebook edits (GRACE, BalancEdit) through `editors.codebook.CodebookEdit` only
+        self.latent_memory = None  # set by UniKE's latent memory edits (`editors.latent_ike.LatentMemoryEdit`) only
         # The batch of the full forward pass under way (None outside one, and during greedy decoding's one-token
         # steps): hooks that route per input (GRACE, BalancEdit) read where each row's prompt ends from it.
         self.forward_batch: Batch | None = None

@@ -31,6 +31,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from .base import Edit
 from .hooks import read_and_rewrite
 
 READINGS = ("knowledge", "literal")
@@ -92,6 +93,29 @@ def mix(h_input: torch.Tensor, h_know: torch.Tensor, alpha, reading: str) -> tor
     raise ValueError(f"unknown α reading {reading!r}; known: {', '.join(READINGS)}")
 
 
+def _rewrite(bb, layer: int, store_of, cfg: LatentConfig, semantic: dict | None, alphas: list | None):
+    """The attention-output rewrite of `layer`: mix in the knowledge retrieved from `store_of()` (None: as is)."""
+    def rewrite(pre, output):
+        store = store_of()
+        if store is None:
+            return output
+        h_input = output.reshape(-1, output.shape[-1])
+        h_pre = pre.reshape(-1, pre.shape[-1])
+        h_know, h_bar = latent_knowledge(bb, layer, h_pre, store, cfg.top_k)
+        alpha = cfg.alpha if cfg.alpha is not None else dynamic_alpha(semantic[layer], h_bar, h_pre)
+        if alphas is not None:
+            alphas.append(alpha.detach() if torch.is_tensor(alpha) else torch.full((len(h_pre), 1), float(alpha)))
+        return mix(h_input, h_know.to(output.dtype), alpha, cfg.reading).reshape(output.shape)
+    return rewrite
+
+
+def _check(cfg: LatentConfig, semantic: dict | None) -> None:
+    if cfg.alpha is None and not semantic:
+        raise ValueError("a dynamic α needs the semantic encoders")
+    if cfg.reading not in READINGS:
+        raise ValueError(f"unknown α reading {cfg.reading!r}; known: {', '.join(READINGS)}")
+
+
 @contextlib.contextmanager
 def latent_shift(bb, stores: dict[int, LatentStore], cfg: LatentConfig, semantic: dict | None = None,
                  alphas: list | None = None):
@@ -100,19 +124,72 @@ def latent_shift(bb, stores: dict[int, LatentStore], cfg: LatentConfig, semantic
     `semantic`: layer -> EncSem (needed when cfg.alpha is None). `alphas`, if given, collects each call's α
     (N, 1) tensors, for inspection (Figure 4b, the explorer).
     """
-    if cfg.alpha is None and not semantic:
-        raise ValueError("a dynamic α needs the semantic encoders")
-    if cfg.reading not in READINGS:
-        raise ValueError(f"unknown α reading {cfg.reading!r}; known: {', '.join(READINGS)}")
-    def shift(layer, store):
-        def rewrite(pre, output):
-            h_input = output.reshape(-1, output.shape[-1])
-            h_pre = pre.reshape(-1, pre.shape[-1])
-            h_know, h_bar = latent_knowledge(bb, layer, h_pre, store, cfg.top_k)
-            alpha = cfg.alpha if cfg.alpha is not None else dynamic_alpha(semantic[layer], h_bar, h_pre)
-            if alphas is not None:
-                alphas.append(alpha.detach() if torch.is_tensor(alpha) else torch.full((len(h_pre), 1), float(alpha)))
-            return mix(h_input, h_know.to(output.dtype), alpha, cfg.reading).reshape(output.shape)
-        return rewrite
-    with read_and_rewrite(bb, "attn_in", "attn_out", {layer: shift(layer, store) for layer, store in stores.items()}):
+    _check(cfg, semantic)
+    rewrites = {layer: _rewrite(bb, layer, lambda store=store: store, cfg, semantic, alphas)
+                for layer, store in stores.items()}
+    with read_and_rewrite(bb, "attn_in", "attn_out", rewrites):
         yield
+
+
+def _same_encoders(a: dict | None, b: dict | None) -> bool:
+    return (a or {}).keys() == (b or {}).keys() and all(a[k] is b[k] for k in (a or {}))
+
+
+class LatentMemoryEdit(Edit):
+    """An edit's latent memory, installed on the backbone (`bb.latent_memory`) until `restore()`.
+
+        >>> edit = LatentMemoryEdit(bb, stores, cfg, semantic)      # doctest: +SKIP
+        >>> bb.latent_memory.stores is stores                      # doctest: +SKIP
+        True
+
+    Sequential edits share one shift: the first edit installs the hooks, and each later one installs stores that
+    already hold the previous edits' entries (`installed_stores`), so K edits shift each attention output once,
+    against one memory of the train errors plus the K edits, not K times. `suspended()` switches the shift off
+    while an edit's own states are read. Edits are restored in reverse order.
+    """
+
+    def __init__(self, bb, stores: dict[int, LatentStore], cfg: LatentConfig, semantic: dict | None):
+        _check(cfg, semantic)
+        previous = bb.latent_memory
+        if previous is not None and (previous.cfg != cfg or set(previous.stores) != set(stores)
+                                     or not _same_encoders(previous.semantic, semantic)):
+            raise RuntimeError("latent memories with other layers, α settings or encoders cannot stack")
+        self.bb, self.stores, self.cfg, self.semantic, self.previous = bb, stores, cfg, semantic, previous
+        self.suspended_count, self._hooks = 0, None
+        if previous is None:
+            def store_of(layer):
+                current = bb.latent_memory
+                return None if current is None or current.suspended_count else current.stores[layer]
+            rewrites = {layer: _rewrite(bb, layer, lambda layer=layer: store_of(layer), cfg, semantic, None)
+                        for layer in stores}
+            self._hooks = read_and_rewrite(bb, "attn_in", "attn_out", rewrites)
+            self._hooks.__enter__()
+        bb.latent_memory = self
+        self.restored = False
+
+    def restore(self) -> None:
+        if self.bb.latent_memory is not self:
+            raise RuntimeError("latent memory edits must be restored in reverse order of application")
+        self.bb.latent_memory = self.previous
+        if self._hooks is not None:
+            self._hooks.__exit__(None, None, None)
+        self.restored = True
+
+
+def installed_stores(bb) -> dict[int, LatentStore] | None:
+    """The stores of the latent memory installed on `bb` (None when there is none)."""
+    return None if bb.latent_memory is None else bb.latent_memory.stores
+
+
+@contextlib.contextmanager
+def suspended(bb):
+    """The installed latent shift (if any) is off while inside."""
+    current = bb.latent_memory
+    if current is None:
+        yield
+        return
+    current.suspended_count += 1
+    try:
+        yield
+    finally:
+        current.suspended_count -= 1

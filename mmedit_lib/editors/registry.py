@@ -80,7 +80,7 @@ EDITORS: dict[str, EditorSpec] = {s.name: s for s in [
                summary="SERAC: edit memory, scope classifier, counterfactual model",
                prepare_fields=("classifier_hidden", "classifier_epochs", "classifier_lr", "cf_steps", "cf_batch",
                                "cf_lr", "seed")),
-    EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike, sequential=False,
+    EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike,
                summary="UniKE: extra FFN key-value pairs + latent in-context memory, collaborating via ζ and α",
                prepare_fields=UNIKE_PREPARE_FIELDS),
     EditorSpec("grace", GRACEHparams, apply_grace,

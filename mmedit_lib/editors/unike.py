@@ -17,6 +17,9 @@ One edit, at the last `n_layers` decoder layers (paper: 4):
 3. *Collaboration* (§3.3): the extra values get β·ζ' (Eq. 6; `zeta` picks the treatment of Figure 4c) and α is
    dynamic (Eq. 7; `alpha_mode="fixed"` uses `alpha`, Figure 4b). `alpha_reading` picks which term α weights
    (see `latent_ike`: the paper's results need α on the knowledge; "literal" is Eq. 7 as printed).
+Sequential editing (Tables 2, 3): the K edits' extra key-value pairs stack, and their latent entries join one
+memory installed once (`latent_ike.LatentMemoryEdit`), so every attention output is shifted once, against the
+train errors plus the K edits; `external="vanilla"` keeps one edit at a time (`sequential_problem`).
 Ablations (Table 4) are switches: only intrinsic (`external="none"`), only Latent-IKE (`intrinsic=False`),
 intrinsic + vanilla IKE (`external="vanilla"`: IKE's demonstrations and the new fact as text), intrinsic +
 Latent-IKE without collaboration (`zeta="none", alpha_mode="fixed"`), and the full method.
@@ -30,10 +33,10 @@ import torch
 from ..backbones.backbone import Backbone
 from .base import Edit, EditRequest
 from .disentangle import DisentangleConfig, train_encoders, zeta_direction
-from .ffn_patch import ContextEdit, FFNPatch, PatchEdit, patched
+from .ffn_patch import FFNPatch, PatchEdit, patched
 from .ike import IKEHparams, prepare_ike, retrieve
 from .knowledge_memory import error_triplets, extract_states, query_states
-from .latent_ike import READINGS, LatentConfig, LatentStore, latent_shift
+from .latent_ike import READINGS, LatentConfig, LatentMemoryEdit, LatentStore, installed_stores, suspended
 from .routing import InContextRouter, RouterEdit, fact_context, in_context
 from .tpatcher import TPatcherHparams, fit_patches, prepare_tpatcher
 
@@ -80,6 +83,13 @@ class UniKEHparams:
                 raise ValueError(f"unike.{field} must be one of {', '.join(allowed)}; got {getattr(self, field)!r}")
         if not self.intrinsic and self.external == "none":
             raise ValueError("unike with intrinsic=False and external='none' edits nothing")
+
+    def sequential_problem(self) -> str | None:
+        """Why these settings cannot keep several edits at once (None: they can)."""
+        if self.external == "vanilla":
+            return ("its external knowledge is a text context (IKE's demonstrations and the new fact), which the "
+                    "next edit would replace, as IKE's would")
+        return None
 
 
 PREPARE_FIELDS = ("n_layers", "memory_triplets", "patch_memory_cases", "patch_memory_size", "encoder_epochs",
@@ -150,12 +160,16 @@ def _train_patches(bb: Backbone, query, layers, hp: UniKEHparams, prepared: dict
 
 
 def latent_stores(bb: Backbone, request: EditRequest, hp: UniKEHparams, prepared: dict) -> dict:
+    """layer -> the latent memory an edit installs: the train errors' states (plus the entries of the edits
+    already installed, in sequential editing) and, with `memory_with_edit`, the edit's own (h_sem, h_pos), read
+    with the installed shift switched off, as the train errors' states were read from the unshifted model."""
     layers = prepared["layers"]
-    stores = {layer: LatentStore(prepared["memory"][layer].h_sem, prepared["memory"][layer].h_pos)
-              for layer in layers}
+    stores = installed_stores(bb) or {layer: LatentStore(prepared["memory"][layer].h_sem,
+                                                         prepared["memory"][layer].h_pos) for layer in layers}
     if hp.memory_with_edit:
         query = request.query
-        sem, final = query_states(bb, query, query.target, layers)
+        with suspended(bb):
+            sem, final = query_states(bb, query, query.target, layers)
         stores = {layer: store.with_entry(sem[layer], final[layer]) for layer, store in stores.items()}
     return stores
 
@@ -171,8 +185,10 @@ def apply_unike(bb: Backbone, request: EditRequest, hp: UniKEHparams, prepared: 
             cfg = LatentConfig(top_k=hp.top_k, alpha=None if hp.alpha_mode == "dynamic" else hp.alpha,
                                reading=hp.alpha_reading)
             semantic = {layer: prepared["encoders"][layer].semantic for layer in layers}
-            edits.append(ContextEdit(latent_shift(bb, latent_stores(bb, request, hp, prepared), cfg, semantic)))
+            edits.append(LatentMemoryEdit(bb, latent_stores(bb, request, hp, prepared), cfg, semantic))
         elif hp.external == "vanilla":
+            if bb.router is not None:
+                raise RuntimeError(f"unike with external='vanilla' keeps one edit at a time: {hp.sequential_problem()}")
             demos = retrieve(bb, request, IKEHparams(k=hp.ike_k), prepared["ike"])
             context = fact_context(bb, query, " ".join(demos))
             edits.append(RouterEdit(bb, InContextRouter(bb, context)))

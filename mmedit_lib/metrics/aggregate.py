@@ -36,13 +36,22 @@ def hm_from_means(means: dict, hm_locality: str = "m_loc") -> float:
 
 
 def bootstrap_ci(values, statistic=np.mean, n_boot: int = N_BOOTSTRAP, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of `statistic` over cases resampled with replacement (rows of `values`)."""
+                 level: float = 0.95, groups=None) -> tuple[float, float]:
+    """Percentile CI of `statistic` over cases resampled with replacement (rows of `values`); with `groups` (one
+    label per row), whole groups are resampled instead (a cluster bootstrap: a sequence's cases share its edits)."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         raise ValueError("no cases to bootstrap")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    if groups is None:
+        idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    else:
+        labels = np.asarray(groups)
+        if len(labels) != len(values):
+            raise ValueError(f"{len(labels)} group labels for {len(values)} rows")
+        members = [np.flatnonzero(labels == g) for g in dict.fromkeys(labels.tolist())]
+        idx = [np.concatenate([members[j] for j in rng.integers(0, len(members), size=len(members))])
+               for _ in range(n_boot)]
     stats = np.array([statistic(values[i]) for i in idx])
     tail = (1 - level) / 2 * 100
     return float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))
@@ -56,19 +65,31 @@ def check_one_protocol(rows: list[dict]) -> tuple[str, str]:
     return found.pop()
 
 
+BY = ("case", "group")
+
+
+def resampling_groups(rows: list[dict], by: str):
+    """What the bootstrap resamples: None for cases, else each row's sequence (`group`)."""
+    if by not in BY:
+        raise ValueError(f"by is one of {BY}; got {by!r}")
+    return None if by == "case" else [r["group"] for r in rows]
+
+
 def summarize(rows: list[dict], hm_locality: str = "m_loc", n_boot: int = N_BOOTSTRAP, seed: int = 0,
-              scale: float = 100.0) -> pd.DataFrame:
-    """Per metric (rel, t_gen, m_gen, t_loc, m_loc, hm): mean and 95% CI over cases, in percent by default."""
+              scale: float = 100.0, by: str = "case") -> pd.DataFrame:
+    """Per metric (rel, t_gen, m_gen, t_loc, m_loc, hm): mean and 95% CI, in percent by default. The CI resamples
+    cases (`by="case"`) or whole sequences (`by="group"`, for sequential and cross-task runs)."""
     check_one_protocol(rows)
+    groups = resampling_groups(rows, by)
     matrix = np.array([[r[m] for m in METRICS] for r in rows], dtype=float) * scale
     out = {}
     for j, metric in enumerate(METRICS):
-        low, high = bootstrap_ci(matrix[:, j], n_boot=n_boot, seed=seed)
+        low, high = bootstrap_ci(matrix[:, j], n_boot=n_boot, seed=seed, groups=groups)
         out[metric] = (matrix[:, j].mean(), low, high)
 
     def hm_stat(block):
         return hm_from_means(dict(zip(METRICS, block.mean(0))), hm_locality)
-    low, high = bootstrap_ci(matrix, hm_stat, n_boot=n_boot, seed=seed)
+    low, high = bootstrap_ci(matrix, hm_stat, n_boot=n_boot, seed=seed, groups=groups)
     out["hm"] = (hm_stat(matrix), low, high)
     frame = pd.DataFrame(out, index=["mean", "ci_low", "ci_high"]).T
     frame["n"] = len(rows)
@@ -79,16 +100,16 @@ AVERAGES = {"generality": ("t_gen", "m_gen"), "locality": ("t_loc", "m_loc")}  #
 
 
 def summarize_with_averages(rows: list[dict], n_boot: int = N_BOOTSTRAP, seed: int = 0,
-                            scale: float = 100.0) -> pd.DataFrame:
+                            scale: float = 100.0, by: str = "case") -> pd.DataFrame:
     """summarize() plus UniKE's averaged metrics: generality = (T-Gen + M-Gen) / 2 and locality =
     (T-Loc + M-Loc) / 2 per case, with their own bootstrap CIs.
 
         >>> summarize_with_averages(rows).loc["locality", "mean"]                      # doctest: +SKIP
     """
-    frame = summarize(rows, n_boot=n_boot, seed=seed, scale=scale)
+    frame = summarize(rows, n_boot=n_boot, seed=seed, scale=scale, by=by)
     for name, parts in AVERAGES.items():
         values = np.array([np.mean([r[p] for p in parts]) for r in rows], dtype=float) * scale
-        low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+        low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed, groups=resampling_groups(rows, by))
         frame.loc[name] = [values.mean(), low, high, len(rows)]
     return frame
 

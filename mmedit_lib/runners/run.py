@@ -14,6 +14,7 @@ Settings:
 from __future__ import annotations
 
 import dataclasses
+import json
 import resource
 import subprocess
 import time
@@ -28,10 +29,11 @@ from ..metrics.protocols import check_protocols
 from ..paths import REPO_ROOT
 from .cases import TASKS, Case, TrainSplit, data_file, load_cases
 from .evaluate import evaluate_cases, locality_reference
-from .store import RunStore, key_hash
+from .memory import edit_memory
+from .store import RunStore, key_hash, run_id_for
 
 SETTINGS = ("one-step", "seq", "cross-task")
-TIMING_FIELDS = ("edit_seconds", "peak_memory_mb", "prepare_seconds")
+TIMING_FIELDS = ("edit_seconds", "eval_seconds", "edit_peak_mb", "peak_memory_mb", "prepare_seconds")
 CROSS_TASK_K = 10
 
 
@@ -138,10 +140,14 @@ def groups_of(spec: RunSpec, bb: Backbone, data_dir: Path) -> tuple[list[list[Ca
 
 
 def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None = None, force: bool = False,
-        progress: bool = True) -> RunResult:
-    """Run (or reuse, or resume) the run `spec` names; returns its rows in case order."""
+        progress: bool = True, reuse_only: bool = False) -> RunResult:
+    """Run (or reuse, or resume) the run `spec` names; returns its rows in case order. `reuse_only`: only read a
+    completed run (LookupError naming it when there is none), as summaries of other notebooks' runs do."""
     spec.check()
     editor = make_editor(spec.editor, backbone=spec.backbone, **spec.hparams)
+    problem = getattr(editor.hparams, "sequential_problem", lambda: None)()
+    if spec.setting != "one-step" and problem:
+        raise ValueError(f"{spec.editor} with these hparams does not support sequential editing: {problem}")
     if bb is None:
         from ..backbones.registry import load_backbone
         bb = load_backbone(spec.backbone, path=spec.backbone_path)
@@ -150,7 +156,14 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
     if editor.spec.prepare is not None:
         files += [data_file(data_dir, f.parent.name, "train") for f in files]
     key = run_key(spec, bb, editor.hparams, files)
-    store = RunStore.open(runs_dir or REPO_ROOT / "results" / "runs", key, force=force)
+    root = Path(runs_dir or REPO_ROOT / "results" / "runs")
+    if reuse_only:  # a summary of other notebooks' runs: read them, never compute (or create) one
+        folder = root / run_id_for(json.loads(json.dumps(key, sort_keys=True)))
+        if not (folder / "manifest.json").exists() or json.loads((folder / "manifest.json").read_text())[
+                "status"] != "complete":
+            raise LookupError(f"run {folder.name} ({spec.editor}, {spec.task}, {spec.setting_label}, n={spec.n}) "
+                              f"has not been computed: execute the notebook that computes it first")
+    store = RunStore.open(root, key, force=force)
     done = store.completed_groups()
     if len(done) == len(groups) and store.manifest()["status"] == "complete":
         return RunResult(store.run_id, store.folder, store.rows(), store.manifest(), reused=True)
@@ -171,21 +184,26 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
     bar = tqdm(todo, desc=f"{spec.editor} {spec.setting_label} {spec.task}", disable=not progress, mininterval=2)
     for g in bar:
         cases = groups[g]
-        edits, seconds = [], []
+        edits, seconds, peaks = [], [], []
         try:
             for position, case in enumerate(cases):
                 torch.manual_seed(spec.seed * 1_000_003 + g * 1_009 + position)
-                started = time.perf_counter()
-                edits.append(editor.edit(bb, case.request))
-                seconds.append(time.perf_counter() - started)
+                with edit_memory(bb.device) as peak:
+                    started = time.perf_counter()
+                    edits.append(editor.edit(bb, case.request))
+                    seconds.append(time.perf_counter() - started)
+                peaks.append(peak.mb)
+            started = time.perf_counter()
             scores = evaluate_cases(bb, cases, reference, spec.accuracy_protocol, spec.locality_protocol)
+            eval_seconds = (time.perf_counter() - started) / len(cases)
         finally:
             for edit in reversed(edits):
                 edit.restore()
         memory = peak_memory_mb(bb)
         rows = [{**common, "case_id": c.case_id, "case_task": c.task, "group": g, "group_size": len(cases),
-                 "position": i, **s, "edit_seconds": round(t, 4), "peak_memory_mb": memory}
-                for i, (c, s, t) in enumerate(zip(cases, scores, seconds))]
+                 "position": i, **s, "edit_seconds": round(t, 4), "eval_seconds": round(eval_seconds, 4),
+                 "edit_peak_mb": m, "peak_memory_mb": memory}
+                for i, (c, s, t, m) in enumerate(zip(cases, scores, seconds, peaks))]
         store.append_group(rows)
     if state_hash(bb.model) != before:
         raise RuntimeError(f"{spec.editor} did not restore the backbone bit-exactly")

@@ -9,6 +9,7 @@ split, seconds to build) is `results/smoke/world/<backbone>`. Both are determini
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..paths import REPO_ROOT, WORLD_DIR
@@ -21,6 +22,10 @@ def world_dir(backbone: str, smoke: bool = False) -> Path:
 
 
 def runs_dir(smoke: bool = False) -> Path:
+    """Where notebooks keep their runs: `$MMEDIT_RUNS_DIR` when set (a real-backbone session, a test), else
+    results/runs (smoke: results/smoke/runs). Prepared artefacts go beside it, in `<runs_dir>/../prepared`."""
+    if os.environ.get("MMEDIT_RUNS_DIR"):
+        return Path(os.environ["MMEDIT_RUNS_DIR"])
     return SMOKE_DIR / "runs" if smoke else REPO_ROOT / "results" / "runs"
 
 
