@@ -39,7 +39,9 @@ def test_every_notebook_ran_in_smoke_mode_without_errors(smoke_book):
                            ("balancedit_table4_sequential", 7), ("balancedit_table5_efficiency", 2),
                            ("balancedit_table6_distance", 5), ("balancedit_table7_negative_anchor", 5),
                            ("balancedit_fig4_interpretability", 2), ("balancedit_fig5_alpha", 5),
-                           ("balancedit_fig7_key_tsne", 2)]:
+                           ("balancedit_fig7_key_tsne", 2), ("unike_table2_sequential", 45),
+                           ("unike_table3_crosstask", 14), ("unike_table5_summary", 5), ("efficiency_editing_cost", 6),
+                           ("running_on_real_backbones", 2)]:
         verdicts = status[name]["verdicts"]
         assert {v["verdict"] for v in verdicts} <= {"reproduced", "not reproduced", "inconclusive"}
         assert len(verdicts) == n_claims

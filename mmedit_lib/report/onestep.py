@@ -18,14 +18,16 @@ from ..world.ensure import ensure_world, runs_dir
 
 LABELS = {"unedited": "Backbone Model", "ft-vision": "FT (vision block)", "ft-last": "FT (last layer)", "ke": "KE",
           "t-patcher": "T-Patcher", "mend": "MEND", "mend-vision": "MEND (vision module)",
-          "ike": "In-Context Editing", "serac": "SERAC", "unike": "UniKE"}  # the papers' row names
+          "ike": "In-Context Editing", "serac": "SERAC", "unike": "UniKE", "grace": "GRACE",
+          "balancedit": "BalancEdit"}  # the papers' row names (MMEdit Table 2, UniKE Table 1)
+SHORT_LABELS = {**LABELS, "ft-last": "FT", "ike": "IKE"}  # UniKE Tables 2, 3 and 5 name these two so
 
 
 # Smoke runs (CI) train each prepare for seconds, not minutes: they check the pipeline, not the editors' quality.
 SMOKE_HPARAMS = {"mend": {"steps": 20, "norm_cases": 5}, "mend-vision": {"steps": 20, "norm_cases": 5},
                  "ke": {"steps": 20}, "serac": {"cf_steps": 10, "classifier_epochs": 2},
-                 "t-patcher": {"memory_cases": 10},
-                 "unike": {"memory_triplets": 64, "encoder_epochs": 2, "patch_memory_cases": 10},
+                 "t-patcher": {"memory_cases": 10, "steps": 10},
+                 "unike": {"memory_triplets": 64, "encoder_epochs": 2, "patch_memory_cases": 10, "steps": 10},
                  "grace": {"steps": 10}, "balancedit": {"steps": 20}}
 
 
@@ -37,7 +39,7 @@ class OneStepTable:
 
 
 def onestep_table(backbones, tasks, editors, labels=LABELS, n=200, seed=0, accuracy_protocol="tf-token",
-                  locality_protocol="answer-argmax", data_dir=None, smoke=False) -> OneStepTable:
+                  locality_protocol="answer-argmax", data_dir=None, smoke=False, reuse_only=False) -> OneStepTable:
     from ..backbones.registry import load_backbone
     summaries, runs, all_rows = {}, [], {}
     for backbone in backbones:
@@ -48,7 +50,7 @@ def onestep_table(backbones, tasks, editors, labels=LABELS, n=200, seed=0, accur
                 spec = RunSpec(editor=editor, backbone=backbone, task=task, n=n, seed=seed,
                                accuracy_protocol=accuracy_protocol, locality_protocol=locality_protocol,
                                data_dir=str(root), hparams=SMOKE_HPARAMS.get(editor, {}) if smoke else {})
-                result = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False)
+                result = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False, reuse_only=reuse_only)
                 summaries[(backbone, task, labels[editor])] = summarize(result.rows)
                 all_rows[(backbone, task, labels[editor])] = result.rows
                 rows = pd.DataFrame(result.rows)
