@@ -202,6 +202,19 @@ def cmd_book(args) -> int:
     return 0
 
 
+def cmd_convert_minigpt4(args) -> int:
+    from .backbones.convert_minigpt4 import ConversionError, convert_folder
+    try:
+        report = convert_folder([Path(p) for p in args.checkpoint], Path(args.vicuna), Path(args.out),
+                                args.vision_heads, args.qformer_heads, args.vision_layers)
+    except (ConversionError, FileNotFoundError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"converted into {args.out} (vocabulary {report['vocab']} + <image>); dropped {len(report['dropped'])} "
+          f"tensors of the Q-Former's text branch / EVA's head")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mmedit_lib", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default $MMEDIT_THREADS or 1)")
@@ -267,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     bk = sub.add_parser("book", help="build the Jupyter Book (HTML, offline) from the executed notebooks")
     bk.add_argument("--smoke", action="store_true", help="from the smoke notebooks")
     bk.set_defaults(func=cmd_book)
+
+    cv = sub.add_parser("convert-minigpt4", help="convert MiniGPT-4 (EVA ViT-g, Q-Former, llama_proj, Vicuna) into "
+                                                 "a Blip2ForConditionalGeneration folder that loads as minigpt4-7b")
+    cv.add_argument("--checkpoint", action="append", required=True,
+                    help="a .pth/.safetensors with MiniGPT-4/LAVIS names (repeat: EVA ViT-g, BLIP-2, MiniGPT-4; later "
+                         "files win)")
+    cv.add_argument("--vicuna", required=True, help="the Vicuna-7B folder in the Hugging Face LLaMA layout")
+    cv.add_argument("--out", required=True, help="output folder")
+    cv.add_argument("--vision-heads", type=int, default=16, help="EVA ViT-g attention heads (16)")
+    cv.add_argument("--qformer-heads", type=int, default=12, help="Q-Former attention heads (12)")
+    cv.add_argument("--vision-layers", type=int, default=39, help="EVA blocks kept (BLIP-2 keeps 39 of 40)")
+    cv.set_defaults(func=cmd_convert_minigpt4)
     return parser
 
 

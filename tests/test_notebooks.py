@@ -13,3 +13,21 @@ def test_notebook_source_is_clean_and_parameterized(path):
     nb = json.loads(path.read_text())
     assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
     assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def parameters(path) -> dict:
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    values = {}
+    exec("".join(cell["source"]), {}, values)
+    return values
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_paper_notebook_takes_a_backbone_and_a_data_dir(path):
+    """What a GPU user passes: `-p backbone blip2-opt-2.7b -p data_dir /data/editing-data` (world_tour is the
+    embedded world itself; running_on_real_backbones only prints commands)."""
+    if path.stem in ("world_tour", "running_on_real_backbones"):
+        return
+    values = parameters(path)
+    assert "backbone" in values and "data_dir" in values and values["data_dir"] is None

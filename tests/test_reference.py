@@ -10,6 +10,7 @@ from mmedit_lib.reference import paper_numbers, paper_table
     ("unike", "Table 1", "minigpt4", "vqa", "MMEdit", "SERAC", "m_loc", 14.2),
     ("unike", "Table 1", "minigpt4", "caption", "MMEdit", "KE", "rel", 96.6),
     ("unike", "Table 2(b)", "minigpt4", "vqa", "MMEdit", "MEND", "m_gen", 75.7),
+    ("unike", "Table 1", "minigpt4", "all", "MMEdit", "Backbone Model", "params_billion", 7.3),
     ("unike", "Table 2(d)", "minigpt4", "caption", "MMEdit", "SERAC", "m_loc", 4.8),
     ("unike", "Table 3", "minigpt4", "cross-task", "MMEdit", "UniKE", "rel", 90.7),
     ("unike", "Table 4", "minigpt4", "caption", "MMEdit", "only Latent-IKE", "m_loc", 36.8),

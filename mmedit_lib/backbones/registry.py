@@ -2,7 +2,7 @@
 
     >>> from mmedit_lib.backbones.registry import BACKBONES, load_backbone
     >>> sorted(BACKBONES)
-    ['blip2-opt-2.7b', 'tiny-blip2-opt', 'tiny-minigpt4']
+    ['blip2-opt-2.7b', 'minigpt4-7b', 'tiny-blip2-opt', 'tiny-minigpt4']
     >>> bb = load_backbone("tiny-blip2-opt")                     # shipped weights   # doctest: +SKIP
     >>> bb = load_backbone("blip2-opt-2.7b", path="/models/blip2-opt-2.7b")           # doctest: +SKIP
 """
@@ -31,6 +31,9 @@ BACKBONES = {s.name: s for s in [
     BackboneSpec("tiny-blip2-opt", "opt", True, "question : {} short answer :"),
     BackboneSpec("tiny-minigpt4", "llama", True, "question : {} short answer :"),
     BackboneSpec("blip2-opt-2.7b", "opt", False, "Question: {} Short answer:", "MMEDIT_BLIP2_OPT_PATH"),
+    # MiniGPT-4 (Vicuna-7B) converted into Blip2ForConditionalGeneration by `convert_minigpt4`; the image tokens go
+    # before <s> as for every backbone here (MiniGPT-4's own chat template puts them inside "###Human: <Img>...").
+    BackboneSpec("minigpt4-7b", "llama", False, "Question: {} Short answer:", "MMEDIT_MINIGPT4_PATH"),
 ]}
 
 
@@ -48,9 +51,16 @@ def get_spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
-def load_backbone(name: str, path: str | Path | None = None, device: str = "cpu",
+def default_device(name: str) -> str:
+    """Tiny backbones run on CPU (their runs are deterministic there); real ones on the GPU when there is one."""
+    return "cuda" if not get_spec(name).tiny and torch.cuda.is_available() else "cpu"
+
+
+def load_backbone(name: str, path: str | Path | None = None, device: str | None = None,
                   dtype: torch.dtype | None = None) -> Backbone:
-    """Load a registered backbone from `path` (default: the shipped folder, or $MMEDIT_..._PATH for real ones)."""
+    """Load a registered backbone from `path` (default: the shipped folder, or $MMEDIT_..._PATH for real ones),
+    on `device` (default: `default_device(name)`), in float32 on CPU and float16 on a GPU unless `dtype` says."""
+    device = device or default_device(name)
     from transformers import AutoImageProcessor, AutoTokenizer, Blip2ForConditionalGeneration
     spec = get_spec(name)
     folder = Path(path) if path is not None else default_path(name)

@@ -1,0 +1,146 @@
+"""What each editor needs at full size, computed from parameter counts: the real architectures are built on
+PyTorch's meta device (no memory), and each editor's own tensors (its trained layer, hypernetwork, memory,
+counterfactual copy, codebook entries) are counted from the same hparams the tiny runs use.
+
+    >>> counts = parameter_counts("blip2-opt-2.7b")                 # doctest: +SKIP
+    >>> round(counts["total"] / 1e9, 2)                              # doctest: +SKIP
+    3.84
+    >>> editor_memory("blip2-opt-2.7b")                              # one row per editor, GiB  # doctest: +SKIP
+
+The architectures (`full_size_config`) are BLIP-2's published ones: EVA ViT-g/14 at 224 px (BLIP-2 drops its last
+block: 39 blocks of width 1408, 16 heads, MLP 6144), the Q-Former (BERT-base: 12 layers of 768, cross-attention
+every other layer, 32 queries), and OPT-2.7b (32 layers of 2560, FFN 10240) or Vicuna-7B (LLaMA-7B: 32 layers of
+4096, SwiGLU FFN 11008), each vocabulary plus the `<image>` token. What is counted (bytes in the model's float16 on
+a GPU; hypernetworks, encoders and memories in float32, as they are trained):
+- the frozen backbone;
+- while an edit is made: the gradient and Adam's two moments of what the editor trains (KE and MEND: the update
+  their hypernetwork forms);
+- what each kept edit holds (FT, KE, MEND: a copy of every weight it changed, which restore() needs; GRACE: a key
+  and a value; BalancEdit: a key and a copy of the edited layer; T-Patcher and UniKE: their extra neurons, and
+  UniKE's latent entry; SERAC and IKE: only the edit's text);
+- what `prepare` leaves resident (MEND's and KE's hypernetworks, SERAC's counterfactual copy of the backbone and
+  scope classifier, UniKE's knowledge memory, encoders and patch memory, T-Patcher's memory of FFN inputs, IKE's
+  index).
+Not counted: activations and gradients flowing through the frozen model during an edit or an evaluation, which
+depend on sequence length (IKE's 32 demonstrations make its inputs ~30x longer); a GPU run records them in
+`edit_peak_mb`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import torch
+
+GIB = 2 ** 30
+FP16, FP32 = 2, 4
+
+
+def full_size_config(name: str):
+    """Blip2Config of a full-size backbone ("blip2-opt-2.7b" | "minigpt4-7b")."""
+    from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, LlamaConfig, OPTConfig
+    vision = Blip2VisionConfig(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
+                               image_size=224, patch_size=14, qkv_bias=True)
+    qformer = Blip2QFormerConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                                 encoder_hidden_size=1408, cross_attention_frequency=2)
+    if name == "blip2-opt-2.7b":
+        text = OPTConfig(vocab_size=50272 + 1, hidden_size=2560, num_hidden_layers=32, ffn_dim=10240,
+                         num_attention_heads=32, max_position_embeddings=2048, word_embed_proj_dim=2560)
+    elif name == "minigpt4-7b":
+        text = LlamaConfig(vocab_size=32000 + 1, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                           num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048)
+    else:
+        raise ValueError(f"no full-size architecture for {name!r}; known: blip2-opt-2.7b, minigpt4-7b")
+    return Blip2Config(vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), text_config=text.to_dict(),
+                       num_query_tokens=32, image_token_index=text.vocab_size - 1)
+
+
+def meta_model(name: str):
+    from transformers import Blip2ForConditionalGeneration
+    with torch.device("meta"):
+        return Blip2ForConditionalGeneration(full_size_config(name))
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_counts(name: str) -> dict:
+    model = meta_model(name)
+    return {"vision": _count(model.vision_model), "qformer": _count(model.qformer) + model.query_tokens.numel(),
+            "projection": _count(model.language_projection), "language": _count(model.language_model),
+            "total": _count(model)}
+
+
+@dataclasses.dataclass
+class _Shape:
+    """The sizes an editor's own tensors depend on, read from the meta model."""
+    family: str
+    d: int
+    d_ffn: int
+    n_layers: int
+    layer: int  # parameters of one decoder layer
+    vision_block: int
+    ffn_linear: dict  # site -> (d_out, d_in) of the FFN's Linear at that site
+
+
+def _shape(name: str) -> _Shape:
+    from ..backbones.sites import site_path
+    model = meta_model(name)
+    text = model.config.text_config
+    family = text.model_type
+    n = text.num_hidden_layers
+    ffn = {site: tuple(model.get_submodule(site_path(family, site, -1, n)).weight.shape)
+           for site in ("ffn_in", "ffn_out")}
+    return _Shape(family, text.hidden_size, ffn["ffn_out"][1], n, _count(model.get_submodule(site_path(family, "layer", -1, n))),
+                  _count(model.vision_model.encoder.layers[-1]), ffn)
+
+
+def _adam(params: int, dtype_bytes: int = FP16) -> int:
+    """Bytes to train `params` with Adam while an edit is made: their gradient and the two moments."""
+    return 3 * params * dtype_bytes
+
+
+def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = None, answer_tokens: int = 8,
+                  train_records: int = 6346) -> pd.DataFrame:
+    """One row per editor: GiB of the backbone, what an edit trains and keeps to restore, what each kept edit
+    adds, and what `prepare` leaves resident, with the editors' paper hparams (or `backbone_hparams`' yaml).
+    `answer_tokens`: target tokens per edit (T-Patcher adds one neuron per token); `train_records`: the train split
+    IKE indexes (6,346 in BalancEdit §4.5)."""
+    from ..editors.ke import KENet
+    from ..editors.mend import MENDNet
+    from ..editors.registry import make_hparams
+    from ..editors.serac import EMBED_DIM
+    hp = {e: make_hparams(e, backbone_hparams) for e in ("ke", "mend", "t-patcher", "serac", "unike")}
+    counts, s = parameter_counts(name), _shape(name)
+    weights = counts["total"] * FP16
+    shapes = {f"{site}.{layer}": s.ffn_linear[site] for site in ("ffn_in", "ffn_out") for layer in range(3)}
+    with torch.device("meta"):
+        mend = _count(MENDNet(shapes, hp["mend"].rank, 1e-4))
+        ke = _count(KENet(s.d, shapes, hp["ke"].lstm_hidden, hp["ke"].head_hidden, 1.0))
+    edited_ffns = sum(o * i + o for o, i in shapes.values())  # MEND's and KE's edited Linears, three layers
+    unike, tp = hp["unike"], hp["t-patcher"]
+    unike_layers = min(unike.n_layers, s.n_layers)
+    pair = 3 * s.d if s.family == "llama" else 2 * s.d + 1  # a SwiGLU key-value pair (gate, up, down) or a ReLU one
+    neuron = 2 * s.d + 1  # a T-Patcher neuron: key, bias, value
+    last_ffn_out = s.ffn_linear["ffn_out"][0] * (s.ffn_linear["ffn_out"][1] + 1)
+    rows = [  # (editor, while an edit is made, what each kept edit holds, what prepare leaves resident)
+        ("FT (last layer)", _adam(s.layer), s.layer * FP16, 0),  # kept: the layer's copy restore() needs
+        ("FT (vision block)", _adam(s.vision_block), s.vision_block * FP16, 0),
+        ("KE", edited_ffns * FP16, edited_ffns * FP16, ke * FP32),  # the update formed; kept: the restore copy
+        ("MEND", edited_ffns * FP16, edited_ffns * FP16, mend * FP32),
+        ("T-Patcher", _adam(neuron * answer_tokens), neuron * answer_tokens * FP16, tp.memory_size * s.d * FP32),
+        ("IKE", 0, 0, train_records * EMBED_DIM * FP32),  # the edit's text only
+        ("SERAC", 0, 0, weights + (4 * EMBED_DIM * hp["serac"].classifier_hidden) * FP32),
+        ("UniKE", _adam(unike.n_extra * pair * unike_layers),
+         unike.n_extra * pair * unike_layers * FP16 + 2 * s.d * unike_layers * FP32,  # its pairs; its latent entry
+         unike_layers * (3 * unike.memory_triplets * s.d + 2 * (4 * s.d * s.d) + unike.patch_memory_size * s.d) * FP32),
+        ("GRACE", _adam(s.d), 2 * s.d * FP16, 0),  # kept: a key and a value
+        ("BalancEdit", _adam(last_ffn_out), (last_ffn_out + s.d) * FP16, 0),  # kept: a key and a layer copy
+    ]
+    out = []
+    for editor, during, per_edit, resident in rows:
+        out.append({"editor": editor, "backbone (GiB)": weights / GIB, "prepare keeps (GiB)": resident / GIB,
+                    "while an edit is made (GiB)": during / GIB, "each kept edit (MiB)": per_edit / 2 ** 20,
+                    f"total after {n_edits} edits (GiB)": (weights + resident + during + n_edits * per_edit) / GIB})
+    return pd.DataFrame(out)
