@@ -82,6 +82,7 @@ class _Shape:
     layer: int  # parameters of one decoder layer
     vision_block: int
     ffn_linear: dict  # site -> (d_out, d_in) of the FFN's Linear at that site
+    vision_ffns: dict  # MEND (vision module)'s Linears: the last ViT block's and Q-Former layer's FFN -> (out, in)
 
 
 def _shape(name: str) -> _Shape:
@@ -92,8 +93,12 @@ def _shape(name: str) -> _Shape:
     n = text.num_hidden_layers
     ffn = {site: tuple(model.get_submodule(site_path(family, site, -1, n)).weight.shape)
            for site in ("ffn_in", "ffn_out")}
-    return _Shape(family, text.hidden_size, ffn["ffn_out"][1], n, _count(model.get_submodule(site_path(family, "layer", -1, n))),
-                  _count(model.vision_model.encoder.layers[-1]), ffn)
+    depth = {"vision": model.config.vision_config.num_hidden_layers, "qformer": model.config.qformer_config.num_hidden_layers}
+    vision_ffns = {site: tuple(model.get_submodule(site_path(family, site, -1, depth[site.split("_")[0]])).weight.shape)
+                   for site in ("vision_ffn_in", "vision_ffn_out", "qformer_ffn_in", "qformer_ffn_out")}
+    return _Shape(family, text.hidden_size, ffn["ffn_out"][1], n,
+                  _count(model.get_submodule(site_path(family, "layer", -1, n))),
+                  _count(model.vision_model.encoder.layers[-1]), ffn, vision_ffns)
 
 
 def _adam(params: int, dtype_bytes: int = FP16) -> int:
@@ -111,13 +116,16 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
     from ..editors.mend import MENDNet
     from ..editors.registry import make_hparams
     from ..editors.serac import EMBED_DIM
-    hp = {e: make_hparams(e, backbone_hparams) for e in ("ke", "mend", "t-patcher", "serac", "unike")}
+    from .onestep import LABELS
+    hp = {e: make_hparams(e, backbone_hparams) for e in ("ke", "mend", "mend-vision", "t-patcher", "serac", "unike")}
     counts, s = parameter_counts(name), _shape(name)
     weights = counts["total"] * FP16
     shapes = {f"{site}.{layer}": s.ffn_linear[site] for site in ("ffn_in", "ffn_out") for layer in range(3)}
     with torch.device("meta"):
         mend = _count(MENDNet(shapes, hp["mend"].rank, 1e-4))
+        mend_vision = _count(MENDNet(s.vision_ffns, hp["mend-vision"].rank, 1e-4))
         ke = _count(KENet(s.d, shapes, hp["ke"].lstm_hidden, hp["ke"].head_hidden, 1.0))
+    vision_ffns = sum(o * i + o for o, i in s.vision_ffns.values())
     edited_ffns = sum(o * i + o for o, i in shapes.values())  # MEND's and KE's edited Linears, three layers
     unike, tp = hp["unike"], hp["t-patcher"]
     unike_layers = min(unike.n_layers, s.n_layers)
@@ -125,22 +133,23 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
     neuron = 2 * s.d + 1  # a T-Patcher neuron: key, bias, value
     last_ffn_out = s.ffn_linear["ffn_out"][0] * (s.ffn_linear["ffn_out"][1] + 1)
     rows = [  # (editor, while an edit is made, what each kept edit holds, what prepare leaves resident)
-        ("FT (last layer)", _adam(s.layer), s.layer * FP16, 0),  # kept: the layer's copy restore() needs
-        ("FT (vision block)", _adam(s.vision_block), s.vision_block * FP16, 0),
-        ("KE", edited_ffns * FP16, edited_ffns * FP16, ke * FP32),  # the update formed; kept: the restore copy
-        ("MEND", edited_ffns * FP16, edited_ffns * FP16, mend * FP32),
-        ("T-Patcher", _adam(neuron * answer_tokens), neuron * answer_tokens * FP16, tp.memory_size * s.d * FP32),
-        ("IKE", 0, 0, train_records * EMBED_DIM * FP32),  # the edit's text only
-        ("SERAC", 0, 0, weights + (4 * EMBED_DIM * hp["serac"].classifier_hidden) * FP32),
-        ("UniKE", _adam(unike.n_extra * pair * unike_layers),
+        ("ft-last", _adam(s.layer), s.layer * FP16, 0),  # kept: the layer's copy restore() needs
+        ("ft-vision", _adam(s.vision_block), s.vision_block * FP16, 0),
+        ("ke", edited_ffns * FP16, edited_ffns * FP16, ke * FP32),  # the update formed; kept: the restore copy
+        ("mend", edited_ffns * FP16, edited_ffns * FP16, mend * FP32),
+        ("mend-vision", vision_ffns * FP16, vision_ffns * FP16, mend_vision * FP32),
+        ("t-patcher", _adam(neuron * answer_tokens), neuron * answer_tokens * FP16, tp.memory_size * s.d * FP32),
+        ("ike", 0, 0, train_records * EMBED_DIM * FP32),  # the edit's text only
+        ("serac", 0, 0, weights + (4 * EMBED_DIM * hp["serac"].classifier_hidden) * FP32),
+        ("unike", _adam(unike.n_extra * pair * unike_layers),
          unike.n_extra * pair * unike_layers * FP16 + 2 * s.d * unike_layers * FP32,  # its pairs; its latent entry
          unike_layers * (3 * unike.memory_triplets * s.d + 2 * (4 * s.d * s.d) + unike.patch_memory_size * s.d) * FP32),
-        ("GRACE", _adam(s.d), 2 * s.d * FP16, 0),  # kept: a key and a value
-        ("BalancEdit", _adam(last_ffn_out), (last_ffn_out + s.d) * FP16, 0),  # kept: a key and a layer copy
+        ("grace", _adam(s.d), 2 * s.d * FP16, 0),  # kept: a key and a value
+        ("balancedit", _adam(last_ffn_out), (last_ffn_out + s.d) * FP16, 0),  # kept: a key and a layer copy
     ]
     out = []
     for editor, during, per_edit, resident in rows:
-        out.append({"editor": editor, "backbone (GiB)": weights / GIB, "prepare keeps (GiB)": resident / GIB,
+        out.append({"editor": LABELS[editor], "backbone (GiB)": weights / GIB, "prepare keeps (GiB)": resident / GIB,
                     "while an edit is made (GiB)": during / GIB, "each kept edit (MiB)": per_edit / 2 ** 20,
                     f"total after {n_edits} edits (GiB)": (weights + resident + during + n_edits * per_edit) / GIB})
     return pd.DataFrame(out)
