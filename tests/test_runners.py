@@ -219,10 +219,14 @@ def test_the_official_mmedit_layout_is_found_and_its_missing_coco_images_are_one
 
 def test_edit_memory_sees_a_peak_that_is_already_freed_and_not_what_was_there_before():
     import numpy as np
-    from mmedit_lib.runners.memory import edit_memory
+    from mmedit_lib.runners.memory import edit_memory, process_peak_mb
     kept = np.ones(20_000_000)  # 160 MB in use before: not the edit's
     with edit_memory(torch.device("cpu")) as peak:
         scratch = np.ones(10_000_000)  # 80 MB, freed before the edit ends
         del scratch
     assert 60 < peak.mb < 120
+    before = process_peak_mb()
     del kept
+    with edit_memory(torch.device("cpu")):  # resets the kernel's counter below the 160 MB once held
+        pass
+    assert process_peak_mb() >= before  # the process's own peak is remembered across resets

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 _STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+_process_peak_mb = 0.0  # the high-water mark before each reset, so the process's own peak is never lost
 
 
 def _status_mb(field: str) -> float:
@@ -28,13 +29,23 @@ def _status_mb(field: str) -> float:
 
 
 def reset_cpu_peak() -> bool:
-    """Reset the process's resident high-water mark to its current size; False where Linux's /proc is missing."""
+    """Reset the process's resident high-water mark to its current size (remembering the peak so far for
+    `process_peak_mb`); False where Linux's /proc is missing."""
+    global _process_peak_mb
     try:
+        _process_peak_mb = max(_process_peak_mb, _status_mb("VmHWM"))
         _CLEAR_REFS.write_text("5")
-        _status_mb("VmHWM")
         return True
     except (OSError, KeyError):
         return False
+
+
+def process_peak_mb() -> float | None:
+    """The process's resident peak since it started (MiB), across the resets `edit_memory` makes; None off Linux."""
+    try:
+        return round(max(_process_peak_mb, _status_mb("VmHWM")), 1)
+    except (OSError, KeyError):
+        return None
 
 
 class Peak:

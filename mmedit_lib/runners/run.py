@@ -10,6 +10,11 @@ Settings:
   against the *unedited* model; restore all (a group = one sequence);
 - `cross-task`: `seq` with K = 10 drawn as 5 E-VQA + 5 E-IC cases per sequence (`task` is "cross-task"); the
   metrics of both tasks are pooled, as UniKE Table 3 reports them.
+
+Besides the metrics, each row records its edit's `edit_seconds` and `edit_peak_mb` (`memory.edit_memory`: the
+high-water mark during the edit above what was in use before it), `eval_seconds` (its share of the group's
+evaluation pass), `prepare_seconds` (the build time of what `prepare` made, cached or not) and `peak_memory_mb`
+(the process's peak so far).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from ..metrics.protocols import check_protocols
 from ..paths import REPO_ROOT
 from .cases import TASKS, Case, TrainSplit, data_file, load_cases
 from .evaluate import evaluate_cases, locality_reference
-from .memory import edit_memory
+from .memory import edit_memory, process_peak_mb
 from .store import RunStore, key_hash, run_id_for
 
 SETTINGS = ("one-step", "seq", "cross-task")
@@ -109,7 +114,8 @@ def versions() -> dict:
 def peak_memory_mb(bb: Backbone) -> float:
     if bb.device.type == "cuda":
         return round(torch.cuda.max_memory_allocated(bb.device) / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # process peak RSS (Linux: KiB)
+    # the process's peak RSS since it started (edit_memory resets the kernel's counter, and remembers the peak first)
+    return process_peak_mb() or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _file_sha(path: Path) -> str:
