@@ -7,7 +7,7 @@
 
 One edit, at the last `n_layers` decoder layers (paper: 4):
 1. *Accommodation* (`external="latent"`, §3.2): the edit's own (h_sem, h_pos) joins the knowledge memory
-   built from the train split's errors, and `latent_ike.latent_shift` shifts every attention output towards the
+   built from the train split's errors, and `latent_ike.LatentMemoryEdit` shifts every attention output towards the
    top-K retrieved positive states (K = 40). The edit must be in the memory: UniKE's "only Latent-IKE" row
    reaches 94.6 reliability (Table 4), which no memory of other facts could give.
 2. *Assimilation* (`intrinsic`, Eq. 3): n_e = 10 extra key-value pairs per layer, trained on the edit in the
