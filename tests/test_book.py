@@ -3,10 +3,12 @@ render in headless Chromium with their tables and figures."""
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 
-from mmedit_lib.notebooks import BOOK_DIR, book_root, build_book, executed_dir, notebook_names, run_notebooks
+from mmedit_lib.notebooks import BOOK_DIR, book_root, executed_dir, notebook_names
+from mmedit_lib.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -21,8 +23,14 @@ def dom(path, budget_ms=None):
 
 @pytest.fixture(scope="module")
 def smoke_book():
-    status = run_notebooks(smoke=True)
-    return status, build_book(smoke=True)
+    """`make smoke` itself: every notebook in smoke mode, then the smoke book, through the CLI (so CI need not run
+    `make smoke` a second time after `make test`)."""
+    for command in (["notebooks", "--smoke"], ["book", "--smoke"]):
+        result = subprocess.run([sys.executable, "-m", "mmedit_lib", *command], cwd=REPO_ROOT, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, f"python -m mmedit_lib {' '.join(command)} failed:\n{result.stderr[-3000:]}"
+    status = json.loads((executed_dir(True) / "status.json").read_text())
+    return status, book_root(True) / "_build" / "html"
 
 
 def test_every_notebook_ran_in_smoke_mode_without_errors(smoke_book):
