@@ -45,6 +45,35 @@ class Edit:
             self.restore()
 
 
+class SlotEdit(Edit):
+    """An edit that puts `value` in one of the backbone's slots (`router`, `codebook`, `latent_memory`) until
+    `restore()`, which puts the previous value back; edits in a slot nest and must be restored in reverse order.
+
+        >>> edit = SlotEdit(bb, "router", router, "routing")         # doctest: +SKIP
+        >>> edit.restore()                                          # doctest: +SKIP
+
+    `first_hooks` (a callable giving a context manager) is entered only by the first edit of a stack, when the slot
+    was empty: the hooks it installs read the slot, so every later edit shares them; the first edit removes them.
+    """
+
+    def __init__(self, bb, slot: str, value, name: str, first_hooks=None):
+        self.bb, self.slot, self.value, self.name = bb, slot, value, name
+        self.previous = getattr(bb, slot)
+        self._hooks = first_hooks() if first_hooks is not None and self.previous is None else None
+        if self._hooks is not None:
+            self._hooks.__enter__()
+        setattr(bb, slot, value)
+        self.restored = False
+
+    def restore(self) -> None:
+        if getattr(self.bb, self.slot) is not self.value:
+            raise RuntimeError(f"{self.name} edits must be restored in reverse order of application")
+        setattr(self.bb, self.slot, self.previous)
+        if self._hooks is not None:
+            self._hooks.__exit__(None, None, None)
+        self.restored = True
+
+
 class WeightEdit(Edit):
     def __init__(self, params: dict[str, torch.nn.Parameter]):
         self._params = params

@@ -23,7 +23,7 @@ import dataclasses
 import pandas as pd
 import torch
 
-from .base import Edit
+from .base import SlotEdit
 from .hooks import forward_hooks
 
 QUERIES = ("last", "mean")
@@ -164,26 +164,14 @@ class _Hook:
         return new.reshape(output.shape)
 
 
-class CodebookEdit(Edit):
-    """Installs `codebook` as the backbone's codebook (its entries include the previous edits' entries)."""
+class CodebookEdit(SlotEdit):
+    """Installs `codebook` as the backbone's codebook (its entries include the previous edits' entries; editors
+    build it on the installed one through `current_codebook`, which checks they match)."""
 
     def __init__(self, bb, codebook: Codebook):
-        previous = bb.codebook  # editors build `codebook` on it through `current_codebook`, which checks they match
-        self.bb, self.codebook, self.previous = bb, codebook, previous
-        self._hooks = None
-        if previous is None:
-            self._hooks = forward_hooks(bb.model, {bb.site(codebook.site, codebook.layer): _Hook(bb)})
-            self._hooks.__enter__()
-        bb.codebook = self
-        self.restored = False
-
-    def restore(self) -> None:
-        if self.bb.codebook is not self:
-            raise RuntimeError("codebook edits must be restored in reverse order of application")
-        self.bb.codebook = self.previous
-        if self._hooks is not None:
-            self._hooks.__exit__(None, None, None)
-        self.restored = True
+        self.codebook = codebook
+        super().__init__(bb, "codebook", self, "codebook", first_hooks=lambda: forward_hooks(
+            bb.model, {bb.site(codebook.site, codebook.layer): _Hook(bb)}))
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from .base import Edit
+from .base import SlotEdit
 from .hooks import read_and_rewrite
 
 READINGS = ("knowledge", "literal")
@@ -135,7 +135,7 @@ def _same_encoders(a: dict | None, b: dict | None) -> bool:
     return (a or {}).keys() == (b or {}).keys() and all(a[k] is b[k] for k in (a or {}))
 
 
-class LatentMemoryEdit(Edit):
+class LatentMemoryEdit(SlotEdit):
     """An edit's latent memory, installed on the backbone (`bb.latent_memory`) until `restore()`.
 
         >>> edit = LatentMemoryEdit(bb, stores, cfg, semantic)      # doctest: +SKIP
@@ -154,26 +154,15 @@ class LatentMemoryEdit(Edit):
         if previous is not None and (previous.cfg != cfg or set(previous.stores) != set(stores)
                                      or not _same_encoders(previous.semantic, semantic)):
             raise RuntimeError("latent memories with other layers, α settings or encoders cannot stack")
-        self.bb, self.stores, self.cfg, self.semantic, self.previous = bb, stores, cfg, semantic, previous
-        self.suspended_count, self._hooks = 0, None
-        if previous is None:
-            def store_of(layer):
-                current = bb.latent_memory
-                return None if current is None or current.suspended_count else current.stores[layer]
-            rewrites = {layer: _rewrite(bb, layer, lambda layer=layer: store_of(layer), cfg, semantic, None)
-                        for layer in stores}
-            self._hooks = read_and_rewrite(bb, "attn_in", "attn_out", rewrites)
-            self._hooks.__enter__()
-        bb.latent_memory = self
-        self.restored = False
+        self.stores, self.cfg, self.semantic, self.suspended_count = stores, cfg, semantic, 0
 
-    def restore(self) -> None:
-        if self.bb.latent_memory is not self:
-            raise RuntimeError("latent memory edits must be restored in reverse order of application")
-        self.bb.latent_memory = self.previous
-        if self._hooks is not None:
-            self._hooks.__exit__(None, None, None)
-        self.restored = True
+        def store_of(layer):
+            current = bb.latent_memory
+            return None if current is None or current.suspended_count else current.stores[layer]
+        rewrites = {layer: _rewrite(bb, layer, lambda layer=layer: store_of(layer), cfg, semantic, None)
+                    for layer in stores}
+        super().__init__(bb, "latent_memory", self, "latent memory",
+                         first_hooks=lambda: read_and_rewrite(bb, "attn_in", "attn_out", rewrites))
 
 
 def installed_stores(bb) -> dict[int, LatentStore] | None:

@@ -11,7 +11,7 @@ one back, so routing edits nest like weight edits and must be restored in revers
 from __future__ import annotations
 
 from ..backbones.backbone import Backbone, Query
-from .base import Edit
+from .base import SlotEdit
 
 FACT_FORMAT = "new fact : {question} {answer} prompt :"  # the IKE/MMEdit format the tiny backbones were trained on
 
@@ -37,14 +37,7 @@ class InContextRouter:
         return [(self.bb, in_context(self.bb, q, self.context)) for q in queries]
 
 
-class RouterEdit(Edit):
+class RouterEdit(SlotEdit):
     def __init__(self, bb: Backbone, router):
-        self.bb, self.router, self.previous = bb, router, bb.router
-        bb.router = router
-        self.restored = False
-
-    def restore(self) -> None:
-        if self.bb.router is not self.router:
-            raise RuntimeError("routing edits must be restored in reverse order of application")
-        self.bb.router = self.previous
-        self.restored = True
+        self.router = router
+        super().__init__(bb, "router", router, "routing")
