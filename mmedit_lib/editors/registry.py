@@ -177,5 +177,13 @@ def make_hparams(name: str, backbone: str | None = None, **overrides):
     return hparams
 
 
+def sequential_problem(name: str, hparams) -> str | None:
+    """Why editor `name` with `hparams` cannot keep several edits at once (its registry entry, else the hparams'
+    own `sequential_problem()`); None when it can."""
+    if not get_spec(name).sequential:
+        return "keeps one edit at a time (the registry's `sequential=False`)"
+    return getattr(hparams, "sequential_problem", lambda: None)()
+
+
 def make_editor(name: str, backbone: str | None = None, **overrides) -> Editor:
     return Editor(get_spec(name), make_hparams(name, backbone, **overrides))

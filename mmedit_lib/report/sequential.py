@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ..editors.registry import get_spec, make_hparams
+from ..editors.registry import make_hparams, sequential_problem
 from ..metrics.aggregate import summarize_with_averages
 from ..runners.run import CROSS_TASK_K, RunSpec, run
 from ..world.ensure import ensure_world, runs_dir
@@ -36,11 +36,8 @@ class SequentialTable:
 
 
 def why_not_sequential(editor: str, backbone: str, hparams: dict | None = None) -> str | None:
-    """Why `editor` (with `hparams`) cannot keep several edits at once, from the registry; None when it can."""
-    if not get_spec(editor).sequential:
-        return "keeps one edit at a time (the registry's `sequential=False`)"
-    problem = getattr(make_hparams(editor, backbone, **(hparams or {})), "sequential_problem", lambda: None)()
-    return problem
+    """Why `editor` (with `backbone`'s hparams and `hparams`) cannot keep several edits at once; None when it can."""
+    return sequential_problem(editor, make_hparams(editor, backbone, **(hparams or {})))
 
 
 def settings_of(tasks, ks) -> list[tuple[str, str, int]]:

@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones.backbone import Backbone, state_hash
-from ..editors.registry import get_spec, make_editor
+from ..editors.registry import get_spec, make_editor, make_hparams, sequential_problem
 from ..metrics.protocols import check_protocols
 from ..paths import REPO_ROOT
 from .cases import TASKS, Case, TrainSplit, data_file, load_cases
@@ -74,8 +74,10 @@ class RunSpec:
             raise ValueError("one-step editing has k=1; use --setting seq for K sequential edits")
         if self.setting == "seq" and self.k < 2:
             raise ValueError(f"sequential editing needs k >= 2; got {self.k}")
-        if self.setting != "one-step" and not get_spec(self.editor).sequential:
-            raise ValueError(f"{self.editor} does not support sequential editing")
+        if self.setting != "one-step":
+            problem = sequential_problem(self.editor, make_hparams(self.editor, self.backbone, **self.hparams))
+            if problem:
+                raise ValueError(f"{self.editor} does not support sequential editing: {problem}")
         if self.n < 1 or self.n % self.k:
             raise ValueError(f"n must be a positive multiple of k={self.k}; got {self.n}")
 
@@ -151,9 +153,6 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
     completed run (LookupError naming it when there is none), as summaries of other notebooks' runs do."""
     spec.check()
     editor = make_editor(spec.editor, backbone=spec.backbone, **spec.hparams)
-    problem = getattr(editor.hparams, "sequential_problem", lambda: None)()
-    if spec.setting != "one-step" and problem:
-        raise ValueError(f"{spec.editor} with these hparams does not support sequential editing: {problem}")
     if bb is None:
         from ..backbones.registry import load_backbone
         bb = load_backbone(spec.backbone, path=spec.backbone_path)
