@@ -66,26 +66,38 @@ def for_cell(table: OneStepTable, backbone: str, task: str) -> dict:
     return {m: s for (b, t, m), s in table.summaries.items() if b == backbone and t == task}
 
 
-def variant_runs(backbone: str, task: str, variants: dict[str, dict], editor: str = "unike", n=50, seed=0,
-                 data_dir=None, smoke=False) -> dict[str, pd.DataFrame]:
-    """label -> summary (summarize_with_averages) of a one-step run of `editor` with each variant's hparams (a
-    variant's "editor" entry, if any, names another editor). Runs are reused by key, so notebooks that share a
-    variant share its run.
+def variant_rows(backbone: str, task: str, variants: dict[str, dict], editor: str = "unike", n=50, seed=0,
+                 data_dir=None, smoke=False, setting: str = "one-step", k: int = 1, bb=None) -> dict[str, list[dict]]:
+    """label -> the results rows of a run of `editor` with each variant's hparams (a variant's "editor" entry, if
+    any, names another editor), one-step or (`setting="seq"`, `k`) sequential. Runs are reused by key, so notebooks
+    that share a variant share its run.
 
-        >>> variant_runs("tiny-minigpt4", "vqa", {"only Intrin": {"external": "none"}, "UniKE": {}}, n=30)
+        >>> variant_rows("tiny-minigpt4", "vqa", {"no latent memory": {"external": "none"}}, setting="seq", k=20)
         ... # doctest: +SKIP
     """
     from ..backbones.registry import load_backbone
-    bb = load_backbone(backbone)
+    bb = bb or load_backbone(backbone)
     root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
-    summaries = {}
+    out = {}
     for label, variant in variants.items():
         hparams = dict(variant)
         name = hparams.pop("editor", editor)
         hparams = {**(SMOKE_HPARAMS.get(name, {}) if smoke else {}), **hparams}
-        spec = RunSpec(editor=name, backbone=backbone, task=task, n=n, seed=seed, data_dir=str(root), hparams=hparams)
-        summaries[label] = summarize_with_averages(run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False).rows)
-    return summaries
+        spec = RunSpec(editor=name, backbone=backbone, task=task, setting=setting, k=k, n=n, seed=seed,
+                       data_dir=str(root), hparams=hparams)
+        out[label] = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False).rows
+    return out
+
+
+def variant_runs(backbone: str, task: str, variants: dict[str, dict], editor: str = "unike", n=50, seed=0,
+                 data_dir=None, smoke=False) -> dict[str, pd.DataFrame]:
+    """label -> summary (summarize_with_averages) of a one-step run of `editor` with each variant's hparams.
+
+        >>> variant_runs("tiny-minigpt4", "vqa", {"only Intrin": {"external": "none"}, "UniKE": {}}, n=30)
+        ... # doctest: +SKIP
+    """
+    rows = variant_rows(backbone, task, variants, editor, n, seed, data_dir, smoke)
+    return {label: summarize_with_averages(r) for label, r in rows.items()}
 
 
 def hparam_sweep(backbone: str, task: str, editor: str, name: str, values, n=50, seed=0, data_dir=None,

@@ -130,20 +130,3 @@ def as_summary(**contrasts) -> pd.DataFrame:
     """name -> contrast, as a summary frame (rows = names; mean, ci_low, ci_high) that `tables.verdict` reads."""
     return pd.DataFrame(contrasts).T[["mean", "ci_low", "ci_high"]]
 
-
-def variant_runs(backbone: str, task: str, k: int, variants: dict[str, dict], editor: str = "unike", n: int = 100,
-                 seed: int = 0, data_dir=None, smoke: bool = False, bb=None) -> dict[str, list[dict]]:
-    """label -> the rows of a sequential run of `editor` with each variant's hparams (e.g. UniKE's ablations).
-
-        >>> variant_runs("tiny-minigpt4", "vqa", 20, {"only Intrin": {"external": "none"}}, n=100)  # doctest: +SKIP
-    """
-    from ..backbones.registry import load_backbone
-    bb = bb or load_backbone(backbone)
-    root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
-    out = {}
-    for label, hparams in variants.items():
-        hparams = {**(SMOKE_HPARAMS.get(editor, {}) if smoke else {}), **hparams}
-        spec = RunSpec(editor=editor, backbone=backbone, task=task, setting="seq", k=k, n=n, seed=seed,
-                       data_dir=str(root), hparams=hparams)
-        out[label] = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False).rows
-    return out
