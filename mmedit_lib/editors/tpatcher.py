@@ -72,10 +72,11 @@ def patch_constraints(patch: FFNPatch, q_own: torch.Tensor, memory: torch.Tensor
     """(a·l_a, m·(l_m1 + l_m2)) for `patch`, whose neuron j answers the FFN input q_own[j] (n, d); and whether
     no memory query activates any neuron. `hp` has act_weight, memory_weight, beta, gamma, topk."""
     act_loss = torch.exp(-patch.preactivation(q_own).diagonal()).mean()
-    memory_pre = patch.preactivation(memory).T  # (n, d_m)
-    margin = ((memory[None] - q_own[:, None]) @ patch.keys[:, :, None]).squeeze(-1)  # (n, d_m)
+    memory_pre = patch.preactivation(memory).T  # (n, d_m): M·k_j + b_j
+    # (M - q_e,j)·k_j + b_j = M·k_j + b_j - q_e,j·k_j, without the (n, d_m, d) difference tensor and its backward
+    own = (q_own * patch.keys).sum(-1)  # (n,)
     m1 = _soft_top(memory_pre - hp.beta, hp.topk)
-    m2 = _soft_top(margin + patch.bias[:, None] - hp.gamma, hp.topk)
+    m2 = _soft_top(memory_pre - own[:, None] - hp.gamma, hp.topk)
     return hp.act_weight * act_loss, hp.memory_weight * (m1 + m2).sum(), bool((memory_pre.detach() <= 0).all())
 
 
