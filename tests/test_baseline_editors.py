@@ -13,7 +13,7 @@ from mmedit_lib.runners.cases import TrainSplit, load_cases
 def test_paper_defaults_live_in_the_dataclass_and_the_backbone_file_overrides_them():
     assert make_hparams("mend").steps == 100000 and make_hparams("mend").lr == 1e-6  # MEND's own values
     tiny = make_hparams("mend", "tiny-blip2-opt")
-    assert tiny.steps == 1500 and tiny.lr == 1e-4
+    assert tiny.steps == 800 and tiny.lr == 1e-4
     assert make_hparams("mend", "tiny-blip2-opt", steps=7).steps == 7  # explicit overrides win
     assert make_hparams("mend", "blip2-opt-2.7b").steps == 100000  # no file: the paper's defaults
 

@@ -6,7 +6,7 @@
     >>> editor.hparams.steps
     10
     >>> make_editor("mend").hparams.steps, make_editor("mend", backbone="tiny-blip2-opt").hparams.steps
-    (100000, 1500)
+    (100000, 800)
 
 Each method is a plain `apply(backbone, request, hparams, prepared) -> Edit` (ROME-style); methods that train
 something first (MEND, SERAC, UniKE's memory...) add `prepare(backbone, train, hparams) -> prepared`, given the
