@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..locks import exclusive
+
 
 def records_digest(records: list) -> str:
     """SHA-256 of the records' content (field values in order): the train split a `prepare` saw."""
@@ -37,6 +39,13 @@ def cache_path(root: str | Path, editor: str, backbone: str, key: dict) -> Path:
 
 def load_or_build(path: Path | None, key: dict, build: Callable[[], Any]) -> tuple[Any, dict]:
     """(artefact, meta): loaded from `path` when it holds this key, else built, timed and saved there."""
+    if path is None:
+        return _load_or_build(None, key, build)
+    with exclusive(path.with_suffix(".lock")):  # two processes preparing the same artefact: one builds it
+        return _load_or_build(path, key, build)
+
+
+def _load_or_build(path: Path | None, key: dict, build: Callable[[], Any]) -> tuple[Any, dict]:
     meta_path = path.with_suffix(".json") if path is not None else None
     if path is not None and path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())

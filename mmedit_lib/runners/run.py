@@ -19,6 +19,7 @@ evaluation pass), `prepare_seconds` (the build time of what `prepare` made, cach
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import resource
 import subprocess
@@ -35,7 +36,8 @@ from ..paths import REPO_ROOT
 from .cases import TASKS, Case, TrainSplit, data_file, load_cases
 from .evaluate import evaluate_cases, locality_reference
 from .memory import edit_memory, process_peak_mb
-from .store import RunStore, key_hash, run_id_for
+from ..locks import exclusive
+from .store import RunStore, key_hash, log_run, run_id_for
 
 SETTINGS = ("one-step", "seq", "cross-task")
 TIMING_FIELDS = ("edit_seconds", "eval_seconds", "edit_peak_mb", "peak_memory_mb", "prepare_seconds")
@@ -152,6 +154,7 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
     """Run (or reuse, or resume) the run `spec` names; returns its rows in case order. `reuse_only`: only read a
     completed run (LookupError naming it when there is none), as summaries of other notebooks' runs do."""
     spec.check()
+    started = time.perf_counter()
     editor = make_editor(spec.editor, backbone=spec.backbone, **spec.hparams)
     if bb is None:
         from ..backbones.registry import load_backbone
@@ -162,12 +165,33 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
         files += [data_file(data_dir, f.parent.name, "train") for f in files]
     key = run_key(spec, bb, editor.hparams, files)
     root = Path(runs_dir or REPO_ROOT / "results" / "runs")
+    run_id = run_id_for(json.loads(json.dumps(key, sort_keys=True)))
     if reuse_only:  # a summary of other notebooks' runs: read them, never compute (or create) one
-        folder = root / run_id_for(json.loads(json.dumps(key, sort_keys=True)))
+        folder = root / run_id
         if not (folder / "manifest.json").exists() or json.loads((folder / "manifest.json").read_text())[
                 "status"] != "complete":
             raise LookupError(f"run {folder.name} ({spec.editor}, {spec.task}, {spec.setting_label}, n={spec.n}) "
                               f"has not been computed: execute the notebook that computes it first")
+    with exclusive(root / ".locks" / f"{run_id}.lock"):  # another process computing the same run: wait, then reuse
+        result = _run_locked(spec, bb, editor, key, groups, data_dir, root, runs_dir, force, progress)
+    manifest = result.manifest
+    log_run({"run_id": result.run_id, "editor": spec.editor, "backbone": spec.backbone, "task": spec.task,
+             "setting": spec.setting_label, "n": spec.n, "computed": not result.reused,
+             "seconds": round(time.perf_counter() - started, 1),
+             "run_seconds": _run_seconds(manifest)})
+    return result
+
+
+def _run_seconds(manifest: dict) -> float | None:
+    """How long the run took when it was computed (created to finished; a resumed run counts its pause too)."""
+    if "finished" not in manifest:
+        return None
+    parse = dt.datetime.fromisoformat
+    return (parse(manifest["finished"]) - parse(manifest["created"])).total_seconds()
+
+
+def _run_locked(spec: RunSpec, bb: Backbone, editor, key: dict, groups: list[list[Case]], data_dir: Path,
+                root: Path, runs_dir, force: bool, progress: bool) -> RunResult:
     store = RunStore.open(root, key, force=force)
     done = store.completed_groups()
     if len(done) == len(groups) and store.manifest()["status"] == "complete":

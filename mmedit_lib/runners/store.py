@@ -112,5 +112,14 @@ class RunStore:
         self.write_manifest(manifest)
 
 
+def log_run(entry: dict) -> None:
+    """Append one line about a run used (computed or reused) to `$MMEDIT_RUN_LOG` when it is set: the notebooks
+    command sets it per notebook, so the status page can say which runs each notebook computed and reused."""
+    path = os.environ.get("MMEDIT_RUN_LOG")
+    if path:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
