@@ -184,7 +184,7 @@ def parse_hparams(pairs: list[str]) -> dict:
 def cmd_notebooks(args) -> int:
     from .notebooks import NotebookError, run_notebooks
     try:
-        run_notebooks(only=args.only, smoke=args.smoke, parameters=parse_hparams(args.param))
+        run_notebooks(only=args.only, smoke=args.smoke, parameters=parse_hparams(args.param), jobs=args.jobs)
     except (NotebookError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -275,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("--only", action="append", help="notebook name (repeatable; default all)")
     nb.add_argument("--smoke", action="store_true", help="a handful of cases each (seconds)")
     nb.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="papermill parameter")
+    nb.add_argument("--jobs", type=int, default=1, help="notebooks executed at once, one process each (default 1)")
     nb.set_defaults(func=cmd_notebooks)
 
     bk = sub.add_parser("book", help="build the Jupyter Book (HTML, offline) from the executed notebooks")
