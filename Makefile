@@ -59,7 +59,7 @@ reproduce: setup world notebooks book
 
 # The same on a handful of cases (seconds per notebook): results/smoke/, the smoke book in results/smoke/book/.
 smoke: setup
-	$(PY) -m mmedit_lib notebooks --smoke
+	$(PY) -m mmedit_lib notebooks --smoke --jobs $(JOBS)
 	$(PY) -m mmedit_lib book --smoke
 
 clean-world:

@@ -70,6 +70,18 @@ SCHEDULE = ("mmedit_table2_main", "unike_table4_ablation", "unike_fig4a_topk", "
 READS_RUNS_OF = {"unike_table5_summary": ("unike_table1_onestep", "unike_table2_sequential")}
 
 
+def next_ready(pending: list[str], running: set[str]) -> str | None:
+    """The first pending notebook that reads no run of a notebook still pending or running (READS_RUNS_OF).
+
+        >>> next_ready(["unike_table5_summary", "unike_table1_onestep"], set())
+        'unike_table1_onestep'
+        >>> next_ready(["unike_table5_summary"], {"unike_table2_sequential"}) is None
+        True
+    """
+    unfinished = set(pending) | running
+    return next((n for n in pending if not set(READS_RUNS_OF.get(n, ())) & (unfinished - {n})), None)
+
+
 def execute_notebook(name: str, out_dir: Path, params: dict) -> dict:
     """Execute one notebook under papermill into `out_dir`; its status entry (when, how long, verdicts, and every run
     it used: computed here or reused). Runs in a worker process when notebooks run in parallel."""
@@ -146,12 +158,10 @@ def run_notebooks(only: list[str] | None = None, smoke: bool = False, parameters
     running, failures = {}, []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         while pending or running:
-            waiting_on = set(pending) | {running[f] for f in running}
             while pending and len(running) < jobs and not failures:
-                ready = [n for n in pending if not set(READS_RUNS_OF.get(n, ())) & (waiting_on - {n})]
-                if not ready:
+                name = next_ready(pending, set(running.values()))
+                if name is None:
                     break
-                name = ready[0]
                 pending.remove(name)
                 print(f"notebook {name} (smoke={smoke}) ...", flush=True)
                 running[pool.submit(execute_notebook, name, out_dir, params)] = name

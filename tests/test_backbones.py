@@ -157,3 +157,33 @@ def test_training_init_places_positions_and_spreads_the_queries(family):
         table = model.language_model.model.decoder.embed_positions.weight[2:]
         expected = sincos_positions_1d(table.shape[0], table.shape[1]) * cfg.opt_position_scale / 0.5 ** 0.5
         assert torch.allclose(table, expected)
+
+
+def test_image_features_are_reused_bit_identically_only_while_the_image_side_is_untouched(shipped):
+    bb = shipped("tiny-blip2-opt")
+    size = bb.model.config.vision_config.image_size
+    pixels = torch.rand(2, 3, size, size)
+    bb._image_cache.clear()
+    param = bb.model.vision_model.embeddings.patch_embedding.weight
+    with torch.no_grad():
+        first = bb.image_features(pixels)
+        assert bb.image_features(pixels.clone()) is first  # the same bytes in another tensor: the kept features
+        saved = param.clone()
+        param.add_(1.0)  # an in-place change of the image side: recomputed
+        changed = bb.image_features(pixels)
+        param.copy_(saved)
+        assert not torch.equal(changed, first)
+        bb._image_cache.clear()
+        assert torch.equal(bb.image_features(pixels), first)  # recomputing gives the same bits
+    flag = param.requires_grad
+    param.requires_grad_(True)  # an editor training the image side: never kept, and the graph is there
+    try:
+        assert bb._image_cache_key(pixels) is None and bb.image_features(pixels).requires_grad
+    finally:
+        param.requires_grad_(flag)
+    handle = bb.model.vision_model.register_forward_hook(lambda *a: None)  # a trace hook: computed afresh
+    try:
+        with torch.no_grad():
+            assert bb._image_cache_key(pixels) is None
+    finally:
+        handle.remove()

@@ -31,3 +31,11 @@ def test_every_paper_notebook_takes_a_backbone_and_a_data_dir(path):
         return
     values = parameters(path)
     assert "backbone" in values and "data_dir" in values and values["data_dir"] is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_is_shown_with_a_caption(path):
+    """`show_figure(caption)`, never a bare `plt.show()`: the book renders each figure with its caption."""
+    nb = json.loads(path.read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "plt.show()" not in code

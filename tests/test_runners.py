@@ -230,3 +230,39 @@ def test_edit_memory_sees_a_peak_that_is_already_freed_and_not_what_was_there_be
     with edit_memory(torch.device("cpu")):  # resets the kernel's counter below the 160 MB once held
         pass
     assert process_peak_mb() >= before  # the process's own peak is remembered across resets
+
+
+def test_two_processes_asking_for_the_same_run_compute_it_once_and_log_it(smoke_world, tmp_path):
+    world, _ = smoke_world("tiny-blip2-opt")
+    log = tmp_path / "runs.jsonl"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MMEDIT_RUN_LOG": str(log)}
+    procs = [subprocess.Popen(_cli(world, tmp_path / "runs", "--n", "6"), cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(e["computed"] for e in entries) == [False, True]  # one computed it, the other waited and reused it
+    assert len({e["run_id"] for e in entries}) == 1 and all(e["editor"] == "ft-last" for e in entries)
+    folder = tmp_path / "runs" / entries[0]["run_id"]
+    assert len((folder / "rows.jsonl").read_text().splitlines()) == 6  # no duplicated rows
+
+
+def test_an_exclusive_lock_lets_one_holder_in_at_a_time(tmp_path):
+    import threading
+    import time
+
+    from mmedit_lib.locks import exclusive
+    inside, overlaps = [], []
+
+    def hold():
+        with exclusive(tmp_path / "x.lock"):
+            inside.append(1)
+            overlaps.append(len(inside))
+            time.sleep(0.05)
+            inside.pop()
+    threads = [threading.Thread(target=hold) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == [1, 1, 1, 1]

@@ -55,7 +55,7 @@ def caption_figures(notebook: dict, prefix: str) -> dict:
             if "id" in cell:
                 piece["id"] = f"{cell['id']}-{i}" if i else cell["id"]
             if i > 0:  # the code stays with the first piece; the others show their outputs only
-                piece["source"] = ""
+                piece["source"] = "# output of the cell above"  # myst-nb drops a cell whose source is empty
                 piece["metadata"] = {"tags": ["remove-input"]}
             if kind == "figure":
                 count += 1
