@@ -1,12 +1,13 @@
 """Run the notebooks with papermill and build the Jupyter Book from the executed copies.
 
-    $ python -m mmedit_lib notebooks [--only mmedit_table2_main] [--smoke] [--param n_edits=50]
+    $ python -m mmedit_lib notebooks [--only mmedit_table2_main] [--smoke] [--param n_edits=50] [--jobs 2]
     $ python -m mmedit_lib book [--smoke]          # book/_build/html (smoke: results/smoke/book/_build/html)
 
 Sources in `notebooks/` stay output-free; executed copies go to `results/executed/` (smoke: `results/smoke/executed/`)
-with `status.json` (when and with which parameters each ran, its runtime) and each notebook's verdicts. The book
-copies the executed notebooks in as chapters, writes its reproduction-status page from `status.json`, and builds
-HTML offline with warnings as errors.
+with `status.json` (when and with which parameters each ran, its runtime, every run it computed or reused) and each
+notebook's verdicts. The book copies the executed notebooks in as chapters (each captioned figure in a cell of its
+own), writes the landing page (the scorecard, `report.scorecard`), the status page and the parts of `_toc.yml`
+(PARTS), and builds HTML offline with warnings as errors.
 """
 from __future__ import annotations
 
