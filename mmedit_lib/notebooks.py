@@ -190,14 +190,16 @@ def status_page(status: dict, session: dict | None = None) -> str:
     if session:
         lines += [f"The last session executed {len(session['notebooks'])} notebooks, {session['jobs']} at a time, "
                   f"from {session['started']} to {session['finished']}: **{session['seconds'] / 60:.1f} min**.", ""]
-    lines += ["| notebook | finished | wall (s) | runs computed | their compute (min) | runs reused | claims |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["Per notebook: when it finished (UTC time of day), its wall time, the runs it computed and how long they took, the runs "
+              "it reused (its claims are on the landing page).", "",
+              "| notebook | done | wall (s) | computed | their min | reused |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for name, s in status.items():
         runs = s.get("runs", [])
         computed = [r for r in runs if r["computed"]]
-        lines.append(f"| [{name}](chapters/{name}.ipynb) | {s['finished']} | {s['seconds']:.0f} | {len(computed)} | "
-                     f"{sum(r['seconds'] for r in computed) / 60:.1f} | {len(runs) - len(computed)} | "
-                     f"{len(s['verdicts'])} |")
+        finished = s["finished"][11:16]  # the time of day (the session above gives the dates)
+        lines.append(f"| [{name}](chapters/{name}.ipynb) | {finished} | {s['seconds']:.0f} | {len(computed)} | "
+                     f"{sum(r['seconds'] for r in computed) / 60:.1f} | {len(runs) - len(computed)} |")
     total = sum(s["seconds"] for s in status.values())
     lines += ["", f"Notebook wall times add up to {total / 60:.1f} min; with two at a time the session takes about "
               "half of that. The verdicts of every notebook are on the [landing page](intro.md).", "",
