@@ -64,9 +64,10 @@ def notebook_names() -> list[str]:
 
 # The order `--jobs 2` starts notebooks in: the longest first, and notebooks that build the same prepared editors or
 # runs (which then wait on each other's locks) apart; the rest follow in book order.
-SCHEDULE = ("mmedit_table2_main", "unike_table4_ablation", "unike_fig4a_topk", "unike_fig4b_alpha", "unike_fig4c_zeta",
-            "unike_fig2a_tradeoff", "unike_explorer", "unike_table2_sequential", "unike_table1_onestep",
-            "unike_table3_crosstask", "balancedit_table3_main", "balancedit_table4_sequential", "efficiency_editing_cost")
+SCHEDULE = ("mmedit_table2_main", "unike_table4_ablation", "unike_fig4a_topk", "unike_fig4b_alpha",
+            "unike_fig4c_zeta", "unike_fig2a_tradeoff", "unike_explorer", "unike_table2_sequential",
+            "unike_table1_onestep", "unike_table3_crosstask", "balancedit_table3_main", "balancedit_table4_sequential",
+            "efficiency_editing_cost")
 # notebooks that only read runs other notebooks compute (`run(..., reuse_only=True)`): started after those finish
 READS_RUNS_OF = {"unike_table5_summary": ("unike_table1_onestep", "unike_table2_sequential")}
 
@@ -183,15 +184,15 @@ def run_notebooks(only: list[str] | None = None, smoke: bool = False, parameters
 def status_page(status: dict, session: dict | None = None) -> str:
     """When each notebook ran, with which parameters, how long it took and which runs it computed or reused."""
     lines = ["# Reproduction status and timings", "",
-             "Each chapter is a notebook executed by `python -m mmedit_lib notebooks` (`make reproduce` runs all of them, "
-             "two at a time); this page is written from its `status.json` when the book is built. A run is computed "
-             "once, by the first notebook that needs it, and reused by every later one (when two notebooks need it "
-             "at the same moment, one waits for the other).", ""]
+             "Each chapter is a notebook executed by `python -m mmedit_lib notebooks` (`make reproduce` runs all of "
+             "them, two at a time); this page is written from its `status.json` when the book is built. A run is "
+             "computed once, by the first notebook that needs it, and reused by every later one (when two notebooks "
+             "need it at the same moment, one waits for the other).", ""]
     if session:
         lines += [f"The last session executed {len(session['notebooks'])} notebooks, {session['jobs']} at a time, "
                   f"from {session['started']} to {session['finished']}: **{session['seconds'] / 60:.1f} min**.", ""]
-    lines += ["Per notebook: when it finished (UTC time of day), its wall time, the runs it computed and how long they took, the runs "
-              "it reused (its claims are on the landing page).", "",
+    lines += ["Per notebook: when it finished (UTC time of day), its wall time, the runs it computed and how long "
+              "they took, the runs it reused (its claims are on the landing page).", "",
               "| notebook | done | wall (s) | computed | their min | reused |",
               "| --- | --- | ---: | ---: | ---: | ---: |"]
     for name, s in status.items():
@@ -201,8 +202,9 @@ def status_page(status: dict, session: dict | None = None) -> str:
         lines.append(f"| [{name}](chapters/{name}.ipynb) | {finished} | {s['seconds']:.0f} | {len(computed)} | "
                      f"{sum(r['seconds'] for r in computed) / 60:.1f} | {len(runs) - len(computed)} |")
     total = sum(s["seconds"] for s in status.values())
-    lines += ["", f"Notebook wall times add up to {total / 60:.1f} min; with two at a time the session takes about "
-              "half of that. The verdicts of every notebook are on the [landing page](intro.md).", "",
+    parallel = f" (the session above ran them {session['jobs']} at a time)" if session else ""
+    lines += ["", f"Notebook wall times add up to {total / 60:.1f} min{parallel}. The verdicts of every notebook are "
+              "on the [landing page](intro.md).", "",
               "## Parameters", "", "| notebook | parameters |", "| --- | --- |"]
     for name, s in status.items():
         params = ", ".join(f"`{k}={v!r}`" for k, v in s["parameters"].items())

@@ -175,6 +175,8 @@ def test_image_features_are_reused_bit_identically_only_while_the_image_side_is_
         assert not torch.equal(changed, first)
         bb._image_cache.clear()
         assert torch.equal(bb.image_features(pixels), first)  # recomputing gives the same bits
+        half = pixels.to(torch.bfloat16)  # pixels in a dtype numpy lacks (a half-precision real backbone) are keyed
+        assert bb._image_cache_key(half) != bb._image_cache_key(pixels) == bb._image_cache_key(pixels.clone())
     flag = param.requires_grad
     param.requires_grad_(True)  # an editor training the image side: never kept, and the graph is there
     try:

@@ -189,9 +189,10 @@ class Backbone:
 
     def _image_cache_key(self, pixel_values: torch.Tensor) -> tuple | None:
         """What the image features depend on: the pixels (their bytes' digest, shape, dtype) and every image-side
-        parameter (identity, storage, in-place version). None (compute afresh, keep nothing) while anything else could change
-        them or needs their graph: an image-side parameter that requires grad under autograd (FT and MEND on the
-        vision side), a hook on an image-side module (tracing, MEND's activations), a module in training mode."""
+        parameter (identity, storage, in-place version). None (compute afresh, keep nothing) while anything else
+        could change them or needs their graph: an image-side parameter that requires grad under autograd (FT and
+        MEND on the vision side), a hook on an image-side module (tracing, MEND's activations), a module in training
+        mode."""
         import torch.nn.modules.module as module_globals
         if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
             return None
@@ -205,8 +206,10 @@ class Backbone:
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             return None
         pixels = pixel_values.detach().cpu().contiguous()
-        digest = hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).hexdigest()
-        return (digest, tuple(pixels.shape), str(pixels.dtype), tuple((id(p), p.data_ptr(), p._version) for p in params))
+        raw = pixels.reshape(-1).view(torch.uint8).numpy()  # the bytes, whatever the dtype (numpy has no bfloat16)
+        digest = hashlib.blake2b(raw.tobytes(), digest_size=16).hexdigest()
+        versions = tuple((id(p), p.data_ptr(), p._version) for p in params)
+        return (digest, tuple(pixels.shape), str(pixels.dtype), versions)
 
     # ---- forward passes --------------------------------------------------------------------------
     @contextlib.contextmanager
