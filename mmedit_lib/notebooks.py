@@ -4,10 +4,11 @@
     $ python -m mmedit_lib book [--smoke]          # book/_build/html (smoke: results/smoke/book/_build/html)
 
 Sources in `notebooks/` stay output-free; executed copies go to `results/executed/` (smoke: `results/smoke/executed/`)
-with `status.json` (when and with which parameters each ran, its runtime, every run it computed or reused) and each
-notebook's verdicts. The book copies the executed notebooks in as chapters (each captioned figure in a cell of its
-own), writes the landing page (the scorecard, `report.scorecard`), the status page and the parts of `_toc.yml`
-(PARTS), and builds HTML offline with warnings as errors.
+with `status.json` (when and with which parameters each ran, its runtime, every run it computed or reused), each
+notebook's verdicts, and `sessions.jsonl` (one line per `notebooks` command: when, how many, how long). The book
+copies the executed notebooks in as chapters (each captioned figure in a cell of its own), writes the landing page
+(the scorecard, `report.scorecard`), the status page and the parts of `_toc.yml` (PARTS), and builds HTML offline
+with warnings as errors.
 """
 from __future__ import annotations
 
@@ -147,7 +148,8 @@ def run_notebooks(only: list[str] | None = None, smoke: bool = False, parameters
     def finish() -> dict:
         session.update(finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                        seconds=round(time.time() - session_started, 1))
-        (out_dir / "session.json").write_text(json.dumps(session, indent=1) + "\n")
+        with open(out_dir / "sessions.jsonl", "a") as handle:  # every session kept: a later re-run of one notebook
+            handle.write(json.dumps(session) + "\n")           # does not hide the full run's timing
         print(f"{len(session['notebooks'])} notebooks in {session['seconds']} s ({jobs} at a time)", flush=True)
         return status
 
@@ -181,16 +183,20 @@ def run_notebooks(only: list[str] | None = None, smoke: bool = False, parameters
     return finish()
 
 
-def status_page(status: dict, session: dict | None = None) -> str:
+def status_page(status: dict, sessions: list[dict] = ()) -> str:
     """When each notebook ran, with which parameters, how long it took and which runs it computed or reused."""
     lines = ["# Reproduction status and timings", "",
              "Each chapter is a notebook executed by `python -m mmedit_lib notebooks` (`make reproduce` runs all of "
              "them, two at a time); this page is written from its `status.json` when the book is built. A run is "
              "computed once, by the first notebook that needs it, and reused by every later one (when two notebooks "
              "need it at the same moment, one waits for the other).", ""]
-    if session:
-        lines += [f"The last session executed {len(session['notebooks'])} notebooks, {session['jobs']} at a time, "
-                  f"from {session['started']} to {session['finished']}: **{session['seconds'] / 60:.1f} min**.", ""]
+    if sessions:
+        lines += ["Sessions of `python -m mmedit_lib notebooks`, oldest first (re-running some notebooks is a session "
+                  "of its own):", "", "| started (UTC) | finished | notebooks | at a time | wall (min) |",
+                  "| --- | --- | ---: | ---: | ---: |"]
+        lines += [f"| {s['started'][:16].replace('T', ' ')} | {s['finished'][:16].replace('T', ' ')} | "
+                  f"{len(s['notebooks'])} | {s['jobs']} | **{s['seconds'] / 60:.1f}** |" for s in sessions]
+        lines.append("")
     lines += ["Per notebook: when it finished (UTC time of day), its wall time, the runs it computed and how long "
               "they took, the runs it reused (its claims are on the landing page).", "",
               "| notebook | done | wall (s) | computed | their min | reused |",
@@ -198,13 +204,12 @@ def status_page(status: dict, session: dict | None = None) -> str:
     for name, s in status.items():
         runs = s.get("runs", [])
         computed = [r for r in runs if r["computed"]]
-        finished = s["finished"][11:16]  # the time of day (the session above gives the dates)
+        finished = s["finished"][11:16]  # the time of day (the sessions above give the dates)
         lines.append(f"| [{name}](chapters/{name}.ipynb) | {finished} | {s['seconds']:.0f} | {len(computed)} | "
                      f"{sum(r['seconds'] for r in computed) / 60:.1f} | {len(runs) - len(computed)} |")
     total = sum(s["seconds"] for s in status.values())
-    parallel = f" (the session above ran them {session['jobs']} at a time)" if session else ""
-    lines += ["", f"Notebook wall times add up to {total / 60:.1f} min{parallel}. The verdicts of every notebook are "
-              "on the [landing page](intro.md).", "",
+    lines += ["", f"Notebook wall times add up to {total / 60:.1f} min. The verdicts of every notebook are on the "
+              "[landing page](intro.md).", "",
               "## Parameters", "", "| notebook | parameters |", "| --- | --- |"]
     for name, s in status.items():
         params = ", ".join(f"`{k}={v!r}`" for k, v in s["parameters"].items())
@@ -259,8 +264,8 @@ def build_book(smoke: bool = False) -> Path:
         raise NotebookError(f"no executed notebooks in {source}: run `python -m mmedit_lib notebooks"
                             f"{' --smoke' if smoke else ''}` first")
     status = json.loads(status_path.read_text())
-    session_path = source / "session.json"
-    session = json.loads(session_path.read_text()) if session_path.exists() else None
+    sessions_path = source / "sessions.jsonl"
+    sessions = [json.loads(line) for line in sessions_path.read_text().splitlines()] if sessions_path.exists() else []
     chapters = root / "chapters"
     shutil.rmtree(chapters, ignore_errors=True)
     chapters.mkdir(parents=True)
@@ -271,7 +276,7 @@ def build_book(smoke: bool = False) -> Path:
     status = {n: status[n] for n in names}
     headings = {n: first_heading(chapters / f"{n}.ipynb") for n in names}
     (root / "intro.md").write_text(landing_page(status, headings, (root / "landing.md").read_text()))
-    (root / "status.md").write_text(status_page(status, session))
+    (root / "status.md").write_text(status_page(status, sessions))
     (root / "_toc.yml").write_text(table_of_contents(names))
     shutil.rmtree(root / "_build", ignore_errors=True)
     jb = Path(sys.executable).with_name("jupyter-book")
