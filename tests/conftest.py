@@ -26,6 +26,21 @@ def shipped():
 
 
 @pytest.fixture(scope="session")
+def shipped_as(shipped):
+    """Shipped tiny backbones loaded in a dtype, by (name, dtype name); float32 is `shipped`'s."""
+    from mmedit_lib.backbones.registry import load_backbone
+    cache = {}
+
+    def get(name, dtype="float32"):
+        if dtype == "float32":
+            return shipped(name)
+        if (name, dtype) not in cache:
+            cache[name, dtype] = load_backbone(name, dtype=getattr(torch, dtype))
+        return cache[name, dtype]
+    return get
+
+
+@pytest.fixture(scope="session")
 def smoke_world(shipped, tmp_path_factory):
     """A small world folder with edit cases built from each shipped backbone's errors, by backbone name."""
     from mmedit_lib.backbones.report import answer_fn

@@ -1,5 +1,6 @@
-"""The editor contract, for every registered editor: bit-exact restore, nothing left behind, deterministic for a
-seed, sequential editing as declared. A new editor joins these tests by being registered."""
+"""The editor contract, for every registered editor and every dtype a backbone loads in (float32, bfloat16,
+float16): bit-exact restore, nothing left behind, every weight finite, deterministic for a seed, sequential editing
+as declared. A new editor joins these tests by being registered."""
 import dataclasses
 
 import pytest
@@ -39,12 +40,18 @@ def output(bb, query):
         return bb.target_logits([query])[0][0].clone()
 
 
+def finite(model) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("name", TINY)
 @pytest.mark.parametrize("editor_name", sorted(EDITORS))
-def test_every_editor_keeps_the_contract(editor_name, name, shipped, cases):
-    bb = shipped(name)
+def test_every_editor_keeps_the_contract(editor_name, name, dtype, shipped_as, cases):
+    bb = shipped_as(name, dtype)
     editor = make_editor(editor_name, backbone=name, **QUICK.get(editor_name, {}))
     editor.prepare(bb, cases[name])
+    assert finite(bb.model), "prepare left a non-finite weight"
     before, modules, n_hooks = state_hash(bb.model), [n for n, _ in bb.model.named_modules()], hooks(bb.model)
     flags = [p.requires_grad for p in bb.model.parameters()]
     request = cases[name][0].request
@@ -53,7 +60,9 @@ def test_every_editor_keeps_the_contract(editor_name, name, shipped, cases):
         torch.manual_seed(0)
         edit = editor.edit(bb, request)
         after = state_hash(bb.model)
+        assert finite(bb.model), "the edit left a non-finite weight"
         logits = output(bb, request.query)
+        assert bool(torch.isfinite(logits).all()), "the edited model's logits are not finite"
         edit.restore()
         return after, logits
 

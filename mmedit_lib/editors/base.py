@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..backbones.backbone import Query
+from .float32 import Float32Adam
 
 
 @dataclasses.dataclass
@@ -107,15 +108,14 @@ def records_of(train) -> list:
 
 def fit_edit(bb, query, params, lr: float, steps: int, stop_at_loss: float) -> None:
     """Adam on `params` against the edit's loss `bb.loss([query])`, at most `steps` steps, stopping once the loss
-    is below `stop_at_loss` (what FT, GRACE's values and BalancEdit's layer copies are trained with)."""
-    optimizer = torch.optim.Adam(params, lr=lr)
+    is below `stop_at_loss` (what FT, GRACE's values and BalancEdit's layer copies are trained with). The loss is
+    float32 (`Backbone.loss`) and the steps are taken in float32 whatever the dtype of `params` (`Float32Adam`)."""
+    optimizer = Float32Adam(params, lr=lr)
     for _ in range(steps):
         loss = bb.loss([query])
         if loss.item() < stop_at_loss:
             break
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        optimizer.step_on(loss)
 
 
 @contextlib.contextmanager

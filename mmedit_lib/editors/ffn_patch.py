@@ -9,7 +9,8 @@ FFN's output (fc2 / down_proj). The weights are never touched: removing the hook
 T-Patcher's neurons use ReLU (its reliability and locality constraints are stated for ReLU/GeLU keys), on both
 decoder families; on LLaMA the patch output joins the SwiGLU FFN's down projection. UniKE's extra key-value pairs
 follow the FFN they join: with `up_keys` a patch is SwiGLU like LLaMA's FFN (gate keys `keys`, up keys `up_keys`,
-values into down_proj's output), and `shift` (UniKE's β·ζ', Eq. 6) is added to every value.
+values into down_proj's output), and `shift` (UniKE's β·ζ', Eq. 6) is added to every value. A patch's tensors are
+float32 whatever the backbone's dtype: it reads the FFN input in float32 and its output is cast to the FFN's dtype.
 """
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ class FFNPatch:
     shift: torch.Tensor | None = None  # (d_model,): added to every value (UniKE's β·ζ')
 
     def preactivation(self, q: torch.Tensor) -> torch.Tensor:
-        return q @ self.keys.T + self.bias
+        return q.to(self.keys.dtype) @ self.keys.T + self.bias
 
     def activation(self, q: torch.Tensor) -> torch.Tensor:
+        q = q.to(self.keys.dtype)  # a patch is float32 (trained so) whatever the backbone's dtype
         if self.up_keys is None:
             return torch.relu(self.preactivation(q))
         return torch.nn.functional.silu(self.preactivation(q)) * (q @ self.up_keys.T)

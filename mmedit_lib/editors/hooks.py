@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from .float32 import FLOAT16_LOSS_SCALE
+
 
 @contextlib.contextmanager
 def forward_hooks(model: torch.nn.Module, hooks: dict[str, Callable]):
@@ -52,9 +54,10 @@ def read_and_rewrite(bb, read_site: str, write_site: str, rewrites: dict[int, Ca
 
 
 def add_to_output(delta: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
-    """A hook that adds `delta(layer input)` to the layer's output."""
+    """A hook that adds `delta(layer input)` to the layer's output (`delta` reads the input in float32, as the
+    hypernetworks that form it are float32, and its result is cast to the layer's dtype)."""
     def hook(module, inputs, output):
-        return output + delta(inputs[0]).to(output.dtype)
+        return output + delta(inputs[0].float()).to(output.dtype)
     return hook
 
 
@@ -64,6 +67,8 @@ def gradient_factors(bb, queries, paths: list[str]) -> tuple[dict[str, tuple[tor
 
     Language-model layers keep the N positions that predict target tokens (where the loss is; MEND's and KE's
     edits are built from them); vision-side layers (ViT, Q-Former) keep every position with a non-zero gradient.
+    The factors are float32 whatever the backbone's dtype; a float16 backbone's gradients are taken under a loss
+    scale (`float32.FLOAT16_LOSS_SCALE`, divided out again) so that small ones do not flush to zero.
     """
     captured = {}
 
@@ -80,11 +85,14 @@ def gradient_factors(bb, queries, paths: list[str]) -> tuple[dict[str, tuple[tor
         targets[row, sl.start - 1:sl.stop - 1] = True
     with torch.enable_grad(), forward_hooks(bb.model, {p: capture(p) for p in paths}):
         loss = bb.loss(queries)
-    grads = torch.autograd.grad(loss, [captured[p][1] for p in paths])
+    scale = FLOAT16_LOSS_SCALE if any(captured[p][1].dtype == torch.float16 for p in paths) else 1.0
+    grads = torch.autograd.grad(loss * scale if scale != 1.0 else loss, [captured[p][1] for p in paths])
     factors = {}
     for path, grad in zip(paths, grads):
-        u = captured[path][0].reshape(-1, captured[path][0].shape[-1])
-        d = grad.reshape(-1, grad.shape[-1])
+        u = captured[path][0].reshape(-1, captured[path][0].shape[-1]).float()
+        d = grad.reshape(-1, grad.shape[-1]).float()
+        if scale != 1.0:
+            d = d / scale
         if path.startswith("language_model.") and len(d) == targets.numel():
             keep = targets.reshape(-1)
         else:

@@ -78,4 +78,5 @@ def extract_states(bb: Backbone, triplets, layers, batch_size: int = 32, progres
                     pos.append(last)
                 else:
                     neg.append(last)
-    return {layer: LayerMemory(*(torch.stack(c).clone() for c in chunks[layer])) for layer in layers}
+    # float32 whatever the backbone's dtype: the encoders trained on these states are float32
+    return {layer: LayerMemory(*(torch.stack(c).float().clone() for c in chunks[layer])) for layer in layers}

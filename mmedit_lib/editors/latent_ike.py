@@ -43,7 +43,8 @@ class LatentStore:
     h_pos: torch.Tensor  # (n, d): attended over
 
     def with_entry(self, h_sem: torch.Tensor, h_pos: torch.Tensor) -> "LatentStore":
-        return LatentStore(torch.cat([self.h_sem, h_sem[None]]), torch.cat([self.h_pos, h_pos[None]]))
+        return LatentStore(torch.cat([self.h_sem, h_sem[None].to(self.h_sem.dtype)]),
+                           torch.cat([self.h_pos, h_pos[None].to(self.h_pos.dtype)]))
 
 
 @dataclasses.dataclass
@@ -65,8 +66,8 @@ def latent_knowledge(bb, layer: int, h_pre: torch.Tensor, store: LatentStore, to
     q_proj, k_proj, v_proj, out_proj, head_dim = _projections(bb, layer)
     keys = F.normalize(store.h_sem, dim=-1)
     k = min(top_k, len(store.h_sem))
-    index = (F.normalize(h_pre, dim=-1) @ keys.T).topk(k, dim=-1).indices  # (N, K)
-    retrieved = store.h_pos[index]  # (N, K, d)
+    index = (F.normalize(h_pre.to(keys.dtype), dim=-1) @ keys.T).topk(k, dim=-1).indices  # (N, K)
+    retrieved = store.h_pos[index].to(h_pre.dtype)  # (N, K, d), in the backbone's dtype (the memory is float32)
     n = len(h_pre)
     query = F.linear(h_pre, q_proj.weight, q_proj.bias).view(n, -1, head_dim)  # (N, H, hd)
     key = F.linear(retrieved, k_proj.weight, k_proj.bias).view(n, k, -1, head_dim)  # (N, K, Hkv, hd)
@@ -82,7 +83,7 @@ def latent_knowledge(bb, layer: int, h_pre: torch.Tensor, store: LatentStore, to
 
 def dynamic_alpha(semantic, h_bar: torch.Tensor, h_pre: torch.Tensor) -> torch.Tensor:
     """Eq. 7's Sim(EncSem(h_know), h_input[−1]) per position, clamped to [0, 1]: (N, 1)."""
-    return F.cosine_similarity(semantic(h_bar), h_pre, dim=-1).clamp(0.0, 1.0)[:, None]
+    return F.cosine_similarity(semantic(h_bar.float()), h_pre.float(), dim=-1).clamp(0.0, 1.0)[:, None]
 
 
 def mix(h_input: torch.Tensor, h_know: torch.Tensor, alpha, reading: str) -> torch.Tensor:
@@ -105,7 +106,7 @@ def _rewrite(bb, layer: int, store_of, cfg: LatentConfig, semantic: dict | None,
         alpha = cfg.alpha if cfg.alpha is not None else dynamic_alpha(semantic[layer], h_bar, h_pre)
         if alphas is not None:
             alphas.append(alpha.detach() if torch.is_tensor(alpha) else torch.full((len(h_pre), 1), float(alpha)))
-        return mix(h_input, h_know.to(output.dtype), alpha, cfg.reading).reshape(output.shape)
+        return mix(h_input, h_know.to(output.dtype), alpha, cfg.reading).reshape(output.shape).to(output.dtype)
     return rewrite
 
 

@@ -22,6 +22,7 @@ import torch
 
 from ..backbones.backbone import Backbone
 from .base import EditRequest, frozen
+from .float32 import Float32Adam
 from .ffn_patch import FFNPatch, PatchEdit, patched
 
 
@@ -59,7 +60,7 @@ def prepare_tpatcher(bb: Backbone, train, hp: TPatcherHparams) -> dict:
     for layer, chunks in seen_all.items():
         states = torch.cat(chunks)
         keep = torch.randperm(len(states), generator=generator)[:hp.memory_size]
-        memory[layer] = states[keep].clone()
+        memory[layer] = states[keep].float().clone()  # float32, as the patches it constrains
     return {"memory": memory}
 
 
@@ -86,7 +87,7 @@ def fit_patches(bb: Backbone, batch, positions: list[int], patches: dict[int, FF
     once every target token is the argmax and no memory query activates a patch. Neuron j answers the FFN input
     at positions[owner[j]] (owner None: at positions[j])."""
     d = bb.model.config.text_config.hidden_size
-    optimizer = torch.optim.Adam(params, lr=hp.lr)
+    optimizer = Float32Adam(params, lr=hp.lr)
     with frozen(bb.model):
         for _ in range(hp.steps):
             with patched(bb, {layer: [p] for layer, p in patches.items()}) as seen:
@@ -99,9 +100,7 @@ def fit_patches(bb: Backbone, batch, positions: list[int], patches: dict[int, FF
                 loss, quiet = loss + act + mem, quiet and layer_quiet
             if quiet and bool((logits.argmax(-1) == batch.target_ids[0]).all()):
                 break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            optimizer.step_on(loss)
 
 
 def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prepared: dict) -> PatchEdit:
@@ -113,7 +112,7 @@ def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prep
         bb.logits(batch)
     patches, params = {}, []
     for layer in hp.layers:
-        q_e = seen[layer].reshape(1, -1, d)[0, positions].detach()
+        q_e = seen[layer].reshape(1, -1, d)[0, positions].detach().float()
         keys = (q_e / q_e.norm(dim=-1, keepdim=True).pow(2)).clone().requires_grad_(True)  # q_e·k = 1 at start
         bias = torch.zeros(n, requires_grad=True)
         values = torch.zeros(n, d, requires_grad=True)

@@ -145,7 +145,7 @@ def _train_patches(bb: Backbone, query, layers, hp: UniKEHparams, prepared: dict
     owner = torch.arange(hp.n_extra) % len(positions)  # neuron j answers target position j mod T
     patches, params = {}, []
     for layer in layers:
-        q_own = seen[layer].reshape(1, -1, d)[0, positions].detach()[owner]
+        q_own = seen[layer].reshape(1, -1, d)[0, positions].detach()[owner].float()
         base = q_own / q_own.norm(dim=-1, keepdim=True).pow(2)  # q·k = 1 at the start, as in T-Patcher
         keys = (base + 1e-3 * base.norm(dim=-1, keepdim=True) * torch.randn(base.shape, generator=generator)
                 / d ** 0.5).requires_grad_(True)
