@@ -13,6 +13,11 @@ The OKEDIT-style task (`okedit`, BalancEdit App. A/C) has several probes per met
 T-Gen is the mean over every question of `rephrase_list` (same image), I-Gen (`m_gen`) the mean over every image
 of `image_rephrase_list` (same question), and `m_loc` is the hard locality: the look-alike image
 (`hard_loc_image`, `hard_loc_q`), whose answer must stay what the unedited model said. `t_loc` is as in MMEdit.
+
+Images: `image`, `m_loc` and `hard_loc_image` under `image_root` (default: guessed from the data file's folder),
+`image_rephrase` and `image_rephrase_list` under `rephrase_image_root` (default: the image root), as EasyEdit's
+`coco_image` / `rephrase_image`. Records with an empty answer are skipped as EasyEdit skips them (`strict=True`:
+refused), see `data.loaders`; a case keeps its record's index in the file in its id, so skipping renumbers nothing.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..backbones.backbone import Backbone, Query
-from ..data.loaders import DataError, guess_image_root, load_image, load_records
+from ..data.loaders import DataError, LoadedRecords, image_roots, load_image, read_records
 from ..editors.base import EditRequest
 
 TASKS = ("vqa", "caption", "okedit")
@@ -86,12 +91,15 @@ def training_rephrase(rec, task: str) -> str:
     return ""
 
 
-def record_case(bb: Backbone, rec, task: str, index: int, root: Path, split: str = "eval") -> Case:
-    """One record as a case: its edit request and probes, images loaded and processed."""
+def record_case(bb: Backbone, rec, task: str, index: int, root: Path, split: str = "eval",
+                rephrase_root: Path | None = None) -> Case:
+    """One record as a case (`index`: its position in the file): its edit request and probes, images loaded and
+    processed; rephrased images under `rephrase_root` (default: `root`)."""
     case_id = str(rec.extra.get("case_id", f"{task}-{split}-{index:05d}"))
+    rephrase_root = rephrase_root if rephrase_root is not None else root
 
-    def pixels(path):
-        return bb.pixel_values([load_image(path, root)])[0]
+    def pixels(path, under=root):
+        return bb.pixel_values([load_image(path, under)])[0]
     image = pixels(rec.image)
     prompt = (lambda text: text) if task == "caption" else bb.vqa_prompt
     edit = Query(image, prompt(rec.src), rec.alt)
@@ -102,12 +110,12 @@ def record_case(bb: Backbone, rec, task: str, index: int, root: Path, split: str
         for j, text in enumerate(rec.rephrase_list):
             probes["t_gen" if j == 0 else f"t_gen:{j}"] = Query(image, prompt(text), rec.alt)
         for j, path in enumerate(rec.image_rephrase_list):
-            probes["m_gen" if j == 0 else f"m_gen:{j}"] = Query(pixels(path), prompt(rec.src), rec.alt)
+            probes["m_gen" if j == 0 else f"m_gen:{j}"] = Query(pixels(path, rephrase_root), prompt(rec.src), rec.alt)
         probes["t_loc"] = Query(None, rec.loc, rec.loc_ans)
         probes["m_loc"] = Query(pixels(rec.hard_loc_image), bb.vqa_prompt(rec.hard_loc_q), rec.hard_loc_a)
     else:
         probes["t_gen"] = Query(image, prompt(rec.rephrase), rec.alt)
-        probes["m_gen"] = Query(pixels(rec.image_rephrase), prompt(rec.src), rec.alt)
+        probes["m_gen"] = Query(pixels(rec.image_rephrase, rephrase_root), prompt(rec.src), rec.alt)
         probes["t_loc"] = Query(None, rec.loc, rec.loc_ans)
         probes["m_loc"] = Query(pixels(rec.m_loc), bb.vqa_prompt(rec.m_loc_q), rec.m_loc_a)
     train = training_rephrase(rec, task)
@@ -115,15 +123,37 @@ def record_case(bb: Backbone, rec, task: str, index: int, root: Path, split: str
     return Case(case_id, task, request, probes)
 
 
-def load_cases(bb: Backbone, data_dir: str | Path, task: str, n: int, seed: int = 0, split: str = "eval",
-               image_root: str | Path | None = None) -> list[Case]:
-    """n cases of `task`; DataError / MissingImageError name the first bad record or image (nothing partial)."""
+def task_records(data_dir: str | Path, task: str, split: str = "eval", strict: bool = False,
+                 skip_rule: str = "alt") -> LoadedRecords:
+    """The kept records of `task`'s `split` file, with the skipped ones; DataError when none is kept."""
     path = data_file(data_dir, task, split)
-    records = load_records(path)
-    if not records:
-        raise DataError(f"{path}: no records")
-    root = Path(image_root) if image_root else guess_image_root(path, records[0].image)
-    return [record_case(bb, records[i], task, i, root, split) for i in select_indices(len(records), n, seed)]
+    loaded = read_records(path, strict=strict, skip_rule=skip_rule)
+    if not loaded.records:
+        raise DataError(f"{path}: no records" + (f" ({len(loaded.skipped)} skipped for an empty answer)"
+                                                 if loaded.skipped else ""))
+    return loaded
+
+
+def data_summary(data_dir: str | Path, task: str, split: str = "eval", strict: bool = False,
+                 show: int = 20, skip_rule: str = "alt") -> dict:
+    """What the run manifest records of a data file: records kept, skipped (exact count; listed up to `show`).
+
+        >>> data_summary("editing-data", "vqa")                                              # doctest: +SKIP
+        {'file': 'editing-data/vqa/vqa_eval.json', 'n_rows': 5000, 'n_records': 4999, 'n_skipped': 1,
+         'skip_rule': 'alt', 'skipped': [{'index': 812, 'field': 'alt'}], 'skipped_listed': 1}
+    """
+    return read_records(data_file(data_dir, task, split), strict=strict, skip_rule=skip_rule).summary(show)
+
+
+def load_cases(bb: Backbone, data_dir: str | Path, task: str, n: int, seed: int = 0, split: str = "eval",
+               image_root: str | Path | None = None, rephrase_image_root: str | Path | None = None,
+               strict: bool = False, skip_rule: str = "alt") -> list[Case]:
+    """n cases of `task`, drawn among the kept records; DataError / MissingImageError name the first bad record or
+    image (nothing partial). Roots: see the module docstring; `skip_rule`: see `data.loaders`."""
+    loaded = task_records(data_dir, task, split, strict, skip_rule)
+    root, rephrase_root = image_roots(loaded.path, loaded.records, image_root, rephrase_image_root)
+    return [record_case(bb, loaded.records[i], task, loaded.indices[i], root, split, rephrase_root)
+            for i in select_indices(len(loaded.records), n, seed)]
 
 
 class TrainSplit(Sequence):
@@ -133,26 +163,35 @@ class TrainSplit(Sequence):
         >>> len(train.records), train[0].probes["t_gen"].target                        # doctest: +SKIP
     """
 
-    def __init__(self, bb: Backbone, records: list, tasks: list[str], roots: list[Path], cache: int = 512):
+    def __init__(self, bb: Backbone, records: list, tasks: list[str], roots: list[Path], cache: int = 512,
+                 rephrase_roots: list[Path] | None = None, indices: list[int] | None = None,
+                 skipped: dict[str, list] | None = None):
         self.bb, self.records, self.tasks, self.roots = bb, records, tasks, roots
+        self.rephrase_roots = rephrase_roots if rephrase_roots is not None else roots
+        self.indices = indices if indices is not None else list(range(len(records)))  # each record's index in its file
+        self.skipped = skipped or {}  # task -> the SkippedRecords of its train file
         self._case = functools.lru_cache(maxsize=cache)(self._load)
 
     @classmethod
-    def load(cls, bb: Backbone, data_dir: str | Path, tasks: list[str]) -> "TrainSplit":
-        records, task_of, roots = [], [], []
+    def load(cls, bb: Backbone, data_dir: str | Path, tasks: list[str], image_root: str | Path | None = None,
+             rephrase_image_root: str | Path | None = None, strict: bool = False,
+             skip_rule: str = "alt") -> "TrainSplit":
+        """The train files of `tasks`; roots and skipping as `load_cases` (one image root for every task)."""
+        records, task_of, roots, rephrase_roots, indices, skipped = [], [], [], [], [], {}
         for task in tasks:
-            path = data_file(data_dir, task, "train")
-            recs = load_records(path)
-            if not recs:
-                raise DataError(f"{path}: no records")
-            root = guess_image_root(path, recs[0].image)
-            records += recs
-            task_of += [task] * len(recs)
-            roots += [root] * len(recs)
-        return cls(bb, records, task_of, roots)
+            loaded = task_records(data_dir, task, "train", strict, skip_rule)
+            root, rephrase_root = image_roots(loaded.path, loaded.records, image_root, rephrase_image_root)
+            records += loaded.records
+            indices += loaded.indices
+            task_of += [task] * len(loaded.records)
+            roots += [root] * len(loaded.records)
+            rephrase_roots += [rephrase_root] * len(loaded.records)
+            skipped[task] = loaded.skipped
+        return cls(bb, records, task_of, roots, rephrase_roots=rephrase_roots, indices=indices, skipped=skipped)
 
     def _load(self, i: int) -> Case:
-        return record_case(self.bb, self.records[i], self.tasks[i], i, self.roots[i], "train")
+        return record_case(self.bb, self.records[i], self.tasks[i], self.indices[i], self.roots[i], "train",
+                           self.rephrase_roots[i])
 
     def __len__(self) -> int:
         return len(self.records)
