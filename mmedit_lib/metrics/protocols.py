@@ -10,13 +10,18 @@
     1.0
 
 Accuracy (rel, t_gen, m_gen), scored against the edit target:
-- `tf-token` (default): teacher-forced argmax over the target tokens == target tokens, averaged (MMEdit's code);
+- `tf-token`: teacher-forced argmax over the target tokens == target tokens, averaged (both of EasyEdit's 2023
+  multimodal paths, so every MMEdit row);
 - `tf-exact`: 1 only when every target token is right under teacher forcing;
 - `gen-exact`: the greedy answer, normalized, equals the target, normalized.
 Locality (t_loc, m_loc), scored post-edit against the *unedited* model's fingerprint of the same probe:
-- `answer-argmax` (default, the papers' era): argmax tokens at the locality answer's positions, the share equal;
-- `topk-all` (EasyEdit since 2024): top-1 ids (text-only probes) / top-10 ids (probes with an image) at every
-  position, compared rank by rank, the share equal.
+- `answer-argmax`: argmax tokens at the locality answer's positions, the share equal (EasyEdit's 2023
+  `MultimodalEditor`; the nearest rule to its IKE branch, which produced MMEdit's IKE row);
+- `topk-all`: top-1 ids (text-only probes) / top-10 ids (probes with an image) at every position, compared rank
+  by rank, the share equal (EasyEdit's `MultimodalTrainer` from its first version, Oct 2023, which produced
+  MMEdit's MEND, SERAC and, by our reading, KE and FT rows).
+Which paper row was scored with which is recorded once, in `metrics.provenance`; `paper` as a protocol name
+(in the report helpers and notebooks) means that row's protocols.
 """
 from __future__ import annotations
 

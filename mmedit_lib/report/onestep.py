@@ -5,6 +5,10 @@
 
 The table notebooks (MMEdit Table 2, UniKE Table 1) share their runs: the same parameters give the same run key,
 so a run computed for one is reused by the other.
+
+Protocols: a name scores every editor with it; "paper" with `paper=(paper, item)` scores each editor with the
+protocols its row of that paper table was scored with (`metrics.provenance`), e.g. MMEdit's MEND with `topk-all`
+and its IKE with `answer-argmax`; a dict editor -> name sets them one by one. Every run records its own.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import dataclasses
 import pandas as pd
 
 from ..metrics.aggregate import summarize, summarize_with_averages
+from ..metrics.provenance import resolve_protocols
 from ..runners.run import RunSpec, run
 from ..world.ensure import ensure_world, runs_dir
 
@@ -39,22 +44,32 @@ class OneStepTable:
 
 
 def onestep_table(backbones, tasks, editors, labels=LABELS, n=200, seed=0, accuracy_protocol="tf-token",
-                  locality_protocol="answer-argmax", data_dir=None, smoke=False, reuse_only=False) -> OneStepTable:
+                  locality_protocol="answer-argmax", data_dir=None, smoke=False, reuse_only=False,
+                  paper: tuple[str, str] | None = None) -> OneStepTable:
+    """One-step runs of every (backbone, task, editor), each scored with its protocols (see the module docstring).
+
+        >>> onestep_table(["tiny-blip2-opt"], ["vqa"], ["mend", "ike"], accuracy_protocol="paper",
+        ...               locality_protocol="paper", paper=("mmedit", "Table 2")).runs.locality_protocol
+        ... # doctest: +SKIP
+    """
     from ..backbones.registry import load_backbone
+    protocols = resolve_protocols(editors, accuracy_protocol, locality_protocol, paper)
     summaries, runs, all_rows = {}, [], {}
     for backbone in backbones:
         bb = load_backbone(backbone)
         root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
         for task in tasks:
             for editor in editors:
+                accuracy, locality = protocols[editor]
                 spec = RunSpec(editor=editor, backbone=backbone, task=task, n=n, seed=seed,
-                               accuracy_protocol=accuracy_protocol, locality_protocol=locality_protocol,
+                               accuracy_protocol=accuracy, locality_protocol=locality,
                                data_dir=str(root), hparams=SMOKE_HPARAMS.get(editor, {}) if smoke else {})
                 result = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False, reuse_only=reuse_only)
                 summaries[(backbone, task, labels[editor])] = summarize(result.rows)
                 all_rows[(backbone, task, labels[editor])] = result.rows
                 rows = pd.DataFrame(result.rows)
                 runs.append({"backbone": backbone, "task": task, "editor": editor, "run": result.run_id,
+                             "accuracy_protocol": accuracy, "locality_protocol": locality,
                              "rows": len(rows), "reused": result.reused,
                              "prepare_s": float(rows.prepare_seconds.iloc[0]) if "prepare_seconds" in rows else 0.0,
                              "edit_s": float(rows.edit_seconds.mean())})
@@ -67,10 +82,12 @@ def for_cell(table: OneStepTable, backbone: str, task: str) -> dict:
 
 
 def variant_rows(backbone: str, task: str, variants: dict[str, dict], editor: str = "unike", n=50, seed=0,
-                 data_dir=None, smoke=False, setting: str = "one-step", k: int = 1, bb=None) -> dict[str, list[dict]]:
+                 data_dir=None, smoke=False, setting: str = "one-step", k: int = 1, bb=None,
+                 accuracy_protocol="tf-token", locality_protocol="answer-argmax",
+                 paper: tuple[str, str] | None = None) -> dict[str, list[dict]]:
     """label -> the results rows of a run of `editor` with each variant's hparams (a variant's "editor" entry, if
-    any, names another editor), one-step or (`setting="seq"`, `k`) sequential. Runs are reused by key, so notebooks
-    that share a variant share its run.
+    any, names another editor), one-step or (`setting="seq"`, `k`) sequential, scored with the protocols resolved
+    per editor as in `onestep_table`. Runs are reused by key, so notebooks that share a variant share its run.
 
         >>> variant_rows("tiny-minigpt4", "vqa", {"no latent memory": {"external": "none"}}, setting="seq", k=20)
         ... # doctest: +SKIP
@@ -83,32 +100,34 @@ def variant_rows(backbone: str, task: str, variants: dict[str, dict], editor: st
         hparams = dict(variant)
         name = hparams.pop("editor", editor)
         hparams = {**(SMOKE_HPARAMS.get(name, {}) if smoke else {}), **hparams}
+        accuracy, locality = resolve_protocols([name], accuracy_protocol, locality_protocol, paper)[name]
         spec = RunSpec(editor=name, backbone=backbone, task=task, setting=setting, k=k, n=n, seed=seed,
-                       data_dir=str(root), hparams=hparams)
+                       accuracy_protocol=accuracy, locality_protocol=locality, data_dir=str(root), hparams=hparams)
         out[label] = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False).rows
     return out
 
 
 def variant_runs(backbone: str, task: str, variants: dict[str, dict], editor: str = "unike", n=50, seed=0,
-                 data_dir=None, smoke=False) -> dict[str, pd.DataFrame]:
+                 data_dir=None, smoke=False, **protocols) -> dict[str, pd.DataFrame]:
     """label -> summary (summarize_with_averages) of a one-step run of `editor` with each variant's hparams.
 
         >>> variant_runs("tiny-minigpt4", "vqa", {"only Intrin": {"external": "none"}, "UniKE": {}}, n=30)
         ... # doctest: +SKIP
     """
-    rows = variant_rows(backbone, task, variants, editor, n, seed, data_dir, smoke)
+    rows = variant_rows(backbone, task, variants, editor, n, seed, data_dir, smoke, **protocols)
     return {label: summarize_with_averages(r) for label, r in rows.items()}
 
 
 def hparam_sweep(backbone: str, task: str, editor: str, name: str, values, n=50, seed=0, data_dir=None,
-                 smoke=False, **fixed) -> pd.DataFrame:
+                 smoke=False, protocols: dict | None = None, **fixed) -> pd.DataFrame:
     """One-step runs of `editor` with hparam `name` set to each of `values` (others as `fixed`): one row per value,
     mean and 95% CI of every metric (columns `<metric>`, `<metric>_low`, `<metric>_high`), in percent.
+    `protocols` (accuracy_protocol, locality_protocol, paper) go to `variant_rows`.
 
         >>> hparam_sweep("tiny-blip2-opt", "vqa", "ike", "k", [0, 8, 32], n=50)      # doctest: +SKIP
     """
     summaries = variant_runs(backbone, task, {str(value): {**fixed, name: value} for value in values}, editor=editor,
-                             n=n, seed=seed, data_dir=data_dir, smoke=smoke)
+                             n=n, seed=seed, data_dir=data_dir, smoke=smoke, **(protocols or {}))
     return sweep_frame(summaries, name, values)
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..editors.registry import make_hparams, sequential_problem
 from ..metrics.aggregate import summarize_with_averages
+from ..metrics.provenance import resolve_protocols
 from ..runners.run import CROSS_TASK_K, RunSpec, run
 from ..world.ensure import ensure_world, runs_dir
 from .onestep import LABELS, SMOKE_HPARAMS
@@ -56,8 +57,17 @@ def label_of(setting: str, k: int) -> str:
 
 
 def sequential_table(backbone: str, tasks, ks, editors, n: int = 100, seed: int = 0, labels=LABELS,
-                     data_dir=None, smoke: bool = False, bb=None, reuse_only: bool = False) -> SequentialTable:
+                     data_dir=None, smoke: bool = False, bb=None, reuse_only: bool = False,
+                     accuracy_protocol="tf-token", locality_protocol="answer-argmax",
+                     paper: tuple[str, str] | None = None) -> SequentialTable:
+    """Sequential (and cross-task) runs of every editor that keeps several edits, each scored with its protocols
+    (a name for all, or "paper" with `paper=(paper, item)`: `metrics.provenance`, as `onestep.onestep_table`).
+
+        >>> sequential_table("tiny-minigpt4", ["vqa"], [10], ["mend", "unike"], locality_protocol="paper",
+        ...                  paper=("unike", "Table 2")).runs.locality_protocol                # doctest: +SKIP
+    """
     from ..backbones.registry import load_backbone
+    protocols = resolve_protocols(editors, accuracy_protocol, locality_protocol, paper)
     bb = bb or load_backbone(backbone)
     root = data_dir or ensure_world(backbone, smoke=smoke, seed=seed, bb=bb)
     summaries, runs, not_applicable, all_rows = {}, [], {}, {}
@@ -68,14 +78,17 @@ def sequential_table(backbone: str, tasks, ks, editors, n: int = 100, seed: int 
             not_applicable[labels[editor]] = reason
             continue
         for task, setting, k in settings_of(tasks, ks):
+            accuracy, locality = protocols[editor]
             spec = RunSpec(editor=editor, backbone=backbone, task=task, setting=setting, k=k, n=n, seed=seed,
-                           data_dir=str(root), hparams=hparams)
+                           accuracy_protocol=accuracy, locality_protocol=locality, data_dir=str(root),
+                           hparams=hparams)
             result = run(spec, bb=bb, runs_dir=runs_dir(smoke), progress=False, reuse_only=reuse_only)
             key = (task, label_of(setting, k), labels[editor])
             summaries[key] = summarize_with_averages(result.rows, by="group")
             all_rows[key] = result.rows
             frame = pd.DataFrame(result.rows)
             runs.append({"task": task, "setting": key[1], "editor": editor, "run": result.run_id,
+                         "accuracy_protocol": accuracy, "locality_protocol": locality,
                          "sequences": frame.group.nunique(), "rows": len(frame), "reused": result.reused,
                          "prepare_s": float(frame.prepare_seconds.iloc[0]), "edit_s": float(frame.edit_seconds.mean())})
     return SequentialTable(summaries, pd.DataFrame(runs), not_applicable, all_rows)
