@@ -136,7 +136,8 @@ def cmd_report_backbone(args) -> int:
 
 def cmd_validate(args) -> int:
     from .data.validate import validate_file
-    report = validate_file(args.file, image_root=args.image_root)
+    report = validate_file(args.file, image_root=args.image_root, rephrase_image_root=args.rephrase_image_root,
+                           strict=args.strict)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
@@ -151,7 +152,9 @@ def cmd_run(args) -> int:
         task = "cross-task" if args.setting == "cross-task" else args.task
         spec = RunSpec(editor=args.editor, backbone=args.backbone, task=task, setting=args.setting, n=args.n, k=k,
                        seed=args.seed, accuracy_protocol=args.protocol, locality_protocol=args.locality_protocol,
-                       hparams=hparams, data_dir=args.data_dir, backbone_path=args.backbone_path)
+                       hparams=hparams, data_dir=args.data_dir, backbone_path=args.backbone_path, dtype=args.dtype,
+                       image_size=args.image_size, prompt_format=args.prompt_format, image_root=args.image_root,
+                       rephrase_image_root=args.rephrase_image_root, strict=args.strict)
         spec.check()
         from .editors.registry import make_hparams
         make_hparams(spec.editor, spec.backbone, **hparams)
@@ -161,8 +164,14 @@ def cmd_run(args) -> int:
         return 2
     print(f"run {result.run_id} ({'reused' if result.reused else 'computed'}; {len(result.rows)} rows in "
           f"{result.folder})")
-    print(f"{spec.editor} on {spec.backbone}, {spec.task}, {spec.setting_label}, n={spec.n}, seed {spec.seed}; "
+    key = result.manifest["key"]
+    print(f"{spec.editor} on {spec.backbone} ({key['dtype']}, {key['image_size']} px, {key['prompt_format']} "
+          f"prompts), {spec.task}, {spec.setting_label}, n={spec.n}, seed {spec.seed}; "
           f"protocols {spec.accuracy_protocol} / {spec.locality_protocol}; mean and 95% bootstrap CI, %")
+    for name, data in result.manifest.get("data", {}).items():
+        if data["n_skipped"]:
+            print(f"{name}: {data['n_skipped']} of {data['n_rows']} records skipped for an empty answer, as EasyEdit "
+                  f"skips them (--strict refuses instead); see the manifest")
     print(format_summary(summarize(result.rows)))
     return 0
 
@@ -210,9 +219,36 @@ def cmd_convert_minigpt4(args) -> int:
     except (ConversionError, FileNotFoundError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"converted into {args.out} (vocabulary {report['vocab']} + <image>); dropped {len(report['dropped'])} "
-          f"tensors of the Q-Former's text branch / EVA's head")
+    reasons: dict = {}
+    for key, reason in report["dropped"].items():
+        reasons.setdefault(reason, []).append(key)
+    print(f"converted into {args.out} (vocabulary {report['vocab']} + <image>, pad = eos); dropped "
+          f"{len(report['dropped'])} tensors MiniGPT-4 does not run:")
+    for reason, keys in reasons.items():
+        print(f"  {len(keys):4d} {reason}: {keys[0]}{' ...' if len(keys) > 1 else ''}")
     return 0
+
+
+def cmd_dry_run(args) -> int:
+    """`dry-run --backbone blip2-opt-2.7b --random-weights --dtype bfloat16`: every editor on the full-size
+    architecture with random weights, measured (runners/dry_run.py); the table goes to --out as it grows."""
+    from .runners.dry_run import ORDER, DryRunSpec, format_table, run_dry_run
+    if not args.random_weights:
+        print("error: dry-run builds the architecture with random weights and needs --random-weights (it loads no "
+              "checkpoint)", file=sys.stderr)
+        return 2
+    spec = DryRunSpec(backbone=args.backbone, dtype=args.dtype, editors=tuple(args.editors or ORDER),
+                      steps=args.steps, prepare_cases=args.prepare_cases, seed=args.seed)
+    try:
+        spec.check()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"results/dry_run/{spec.backbone}-{spec.dtype}.json")
+    rows = run_dry_run(spec, out)
+    print(format_table(rows))
+    print(f"written: {out} and {out.with_suffix('.csv')}")
+    return 0 if all(r["status"] == "ok" or r["status"].startswith("does not fit") for r in rows) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a MMEdit/OKEDIT JSON file and its images")
     v.add_argument("file")
     v.add_argument("--image-root", help="folder the image paths are relative to (default: found from the file)")
+    v.add_argument("--rephrase-image-root", help="folder image_rephrase paths (e.g. val2014_image_rephrase/...) are "
+                                                 "relative to (default: the image root)")
+    v.add_argument("--strict", action="store_true",
+                   help="fail on records with an empty answer instead of skipping them (as EasyEdit does)")
     v.set_defaults(func=cmd_validate)
 
     e = sub.add_parser("run", help="run an editor over edit cases; print metrics with 95%% CIs; store the rows")
@@ -267,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", help="folder with <task>/eval.json, or the official MMEdit editing-data/ folder "
                    "(vqa/vqa_eval.json, caption/caption_eval_edit.json); default results/world/BACKBONE")
     e.add_argument("--runs-dir", help="results store (default results/runs)")
+    e.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="the backbone's dtype (default $MMEDIT_DTYPE, else float32 on CPU, bfloat16 on a GPU); "
+                        "editors train in float32 whatever it is")
+    e.add_argument("--image-size", type=int, help="image pixels (default: 364 for real backbones, as EasyEdit)")
+    e.add_argument("--prompt-format", choices=["blip2", "minigpt4-chat"],
+                   help="how the image is wrapped in the prompt (default: the backbone's)")
+    e.add_argument("--image-root", help="folder of the images and m_loc images (default $MMEDIT_IMAGE_ROOT, else "
+                   "found from the data file)")
+    e.add_argument("--rephrase-image-root", help="folder of the rephrased images (default $MMEDIT_REPHRASE_IMAGE_ROOT, "
+                   "else the image root)")
+    e.add_argument("--strict", action="store_true",
+                   help="refuse a data file with empty answers (default: skip those records, as EasyEdit does)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="editor hparam override")
     e.add_argument("--force", action="store_true", help="recompute even if this run exists")
     e.set_defaults(func=cmd_run)
@@ -293,6 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--qformer-heads", type=int, default=12, help="Q-Former attention heads (12)")
     cv.add_argument("--vision-layers", type=int, default=39, help="EVA blocks kept (BLIP-2 keeps 39 of 40)")
     cv.set_defaults(func=cmd_convert_minigpt4)
+
+    dr = sub.add_parser("dry-run", help="every editor on a full-size architecture with random weights: prepare, one "
+                                        "edit, finite weights, exact restore, seconds and peak memory")
+    dr.add_argument("--backbone", required=True, help="blip2-opt-2.7b | minigpt4-7b (backbones/published/*.json)")
+    dr.add_argument("--random-weights", action="store_true", help="required: build with random weights (no checkpoint)")
+    dr.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
+    dr.add_argument("--editors", nargs="+", help="editors, in this order (default: all, most used first)")
+    dr.add_argument("--steps", type=int, help="optimisation steps per edit for FT, GRACE, BalancEdit, T-Patcher, "
+                                               "UniKE (default: their hparams)")
+    dr.add_argument("--prepare-cases", type=int, default=3, help="train cases given to prepare (default 3)")
+    dr.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    dr.add_argument("--out", help="JSON table (default results/dry_run/BACKBONE-DTYPE.json; a .csv beside it)")
+    dr.set_defaults(func=cmd_dry_run)
     return parser
 
 

@@ -15,7 +15,8 @@ def test_paper_defaults_live_in_the_dataclass_and_the_backbone_file_overrides_th
     tiny = make_hparams("mend", "tiny-blip2-opt")
     assert tiny.steps == 800 and tiny.lr == 1e-4
     assert make_hparams("mend", "tiny-blip2-opt", steps=7).steps == 7  # explicit overrides win
-    assert make_hparams("mend", "blip2-opt-2.7b").steps == 100000  # no file: the paper's defaults
+    full = make_hparams("mend", "blip2-opt-2.7b")  # the full-size file: EasyEdit's TRAINING/MEND/blip2.yaml
+    assert (full.steps, full.layers, full.rank) == (50000, (9, 10, 11), 1920)
 
 
 def test_locality_compares_rewritten_queries_on_their_common_trailing_positions():

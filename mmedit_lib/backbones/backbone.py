@@ -6,7 +6,8 @@
     ['blue']
     >>> logits, target_ids = bb.target_logits([q])[0]                        # doctest: +SKIP
 
-Inputs are `[<image>] * num_query_tokens + <s> + prompt + target`; a query without an image goes through the
+Inputs are `[<image>] * num_query_tokens + <s> + prompt + target` (the `blip2` prompt format; `minigpt4-chat`
+wraps the image as MiniGPT-4's chat does: `prompt_format.py`); a query without an image goes through the
 language model alone (the papers' T-Locality "removes the visual module"). The image-token embeddings are
 replaced by the projected Q-Former outputs exactly as `Blip2ForConditionalGeneration.forward` does
 (tests check the logits agree).
@@ -21,6 +22,7 @@ import hashlib
 import torch
 from PIL import Image
 
+from .prompt_format import FORMATS, PromptFormat
 from .sites import site_path
 
 
@@ -58,15 +60,17 @@ class Batch:
 
 class Backbone:
     def __init__(self, name: str, model, tokenizer, image_processor, family: str,
-                 vqa_template: str = "question : {} short answer :"):
+                 vqa_template: str = "question : {} short answer :", prompt_format: PromptFormat | None = None):
         self.name = name
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.family = family
         self.vqa_template = vqa_template
+        self.prompt_format = prompt_format or FORMATS["blip2"]
         self.num_query_tokens = model.config.num_query_tokens
         self.image_token_id = model.config.image_token_id
+        self.stop_ids = stop_token_ids(model.config, tokenizer)
         self.router = None  # set by routing edits (IKE, SERAC) through `editors.routing.RouterEdit` only
         self.codebook = None  # set by codebook edits (GRACE, BalancEdit) through `editors.codebook.CodebookEdit` only
         self.latent_memory = None  # set by UniKE's latent memory edits (`editors.latent_ike.LatentMemoryEdit`) only
@@ -76,6 +80,19 @@ class Backbone:
         # image features of recent pixel tensors, reused while the image side is untouched (`_image_cache_key`)
         self._image_cache: collections.OrderedDict = collections.OrderedDict()
         self._image_modules: list[torch.nn.Module] | None = None
+
+    def like(self, model, name: str) -> "Backbone":
+        """Another model (a copy: SERAC's counterfactual one) with this backbone's tokenizer, images and formats."""
+        return Backbone(name, model, self.tokenizer, self.image_processor, self.family, self.vqa_template,
+                        self.prompt_format)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.language_model.parameters()).dtype
+
+    @property
+    def image_size(self) -> int:
+        return self.model.config.vision_config.image_size
 
     # ---- structure -------------------------------------------------------------------------------
     @property
@@ -133,13 +150,18 @@ class Backbone:
 
     def encode(self, queries: list[Query]) -> Batch:
         rows, slices, targets, images, contexts = [], [], [], [], []
+        fmt, bos = self.prompt_format, [self.tokenizer.bos_token_id]
         for q in queries:
-            prefix = [self.image_token_id] * self.num_query_tokens if q.image is not None else []
             if q.image is not None:
                 images.append(q.image)
+                image = [self.image_token_id] * self.num_query_tokens
+                head = (self._ids(fmt.before_image) + image + self._ids(fmt.after_image)
+                        + (bos if fmt.bos_after_image else []))
+            else:
+                head = bos
             context = self._ids(q.context)
-            contexts.append((len(prefix) + 1, len(context)))
-            prompt = prefix + [self.tokenizer.bos_token_id] + context + self._ids(q.prompt)
+            contexts.append((len(head), len(context)))
+            prompt = head + context + self._ids(q.prompt)
             target = self.target_ids(q.target) if q.target is not None else []
             rows.append(prompt + target)
             targets.append(torch.tensor(target, dtype=torch.long))
@@ -282,7 +304,8 @@ class Backbone:
 
     @torch.no_grad()
     def greedy(self, queries: list[Query], max_new_tokens: int = 12) -> list[str]:
-        """Greedy answers (decoded, stripped), stopping at </s>; uses the KV cache; through the router, if any."""
+        """Greedy answers (decoded, stripped), stopping at any of `stop_ids` (</s> and the config's eos ids);
+        uses the KV cache; through the router, if any."""
         return self._routed(queries, lambda bb, qs: bb._greedy(qs, max_new_tokens))
 
     def _greedy(self, queries: list[Query], max_new_tokens: int) -> list[str]:
@@ -295,13 +318,14 @@ class Backbone:
         with self.forwarding(batch):
             out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
         eos = self.tokenizer.eos_token_id
+        stops = torch.tensor(sorted(self.stop_ids), device=device)
         done = torch.zeros(len(queries), dtype=torch.bool, device=device)
         generated = []
         for _ in range(max_new_tokens):
             token = out.logits[:, -1].argmax(-1)
             token = torch.where(done, torch.full_like(token, eos), token)
             generated.append(token)
-            done |= token == eos
+            done |= torch.isin(token, stops)
             if bool(done.all()):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -311,9 +335,22 @@ class Backbone:
         ids = torch.stack(generated, 1).tolist()
         texts = []
         for row in ids:
-            row = row[:row.index(eos)] if eos in row else row
+            row = row[:next((i for i, t in enumerate(row) if t in self.stop_ids), len(row))]
             texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
         return texts
+
+
+def stop_token_ids(config, tokenizer) -> frozenset[int]:
+    """The ids greedy decoding stops at: the tokenizer's eos and the text config's `eos_token_id` (an int or a
+    list). BLIP-2 OPT-2.7b's published config has 50118 there, "\n": the answer terminator LAVIS's `blip2_opt`
+    decodes to (`opt_tokenizer("\n").input_ids[0]`); its tokenizer's eos is </s> (2).
+
+        >>> sorted(stop_token_ids(model.config, tokenizer))          # blip2-opt-2.7b   # doctest: +SKIP
+        [2, 50118]
+    """
+    value = getattr(config.text_config, "eos_token_id", None)
+    ids = {tokenizer.eos_token_id, *(value if isinstance(value, (list, tuple)) else [value])}
+    return frozenset(i for i in ids if i is not None)
 
 
 def state_hash(model: torch.nn.Module) -> str:

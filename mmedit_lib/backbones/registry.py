@@ -16,6 +16,7 @@ import torch
 
 from ..paths import BACKBONES_DIR
 from .backbone import Backbone
+from .prompt_format import get_format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,16 +26,50 @@ class BackboneSpec:
     tiny: bool
     vqa_template: str
     path_env: str | None = None  # environment variable naming the local folder of a real checkpoint
+    # (checkpoint px, run px): images of a checkpoint built at the first size are run at the second (None: as built)
+    image_size: tuple[int, int] | None = None
+    prompt_format: str = "blip2"  # how the image is wrapped in the prompt (`prompt_format.FORMATS`)
 
 
+# EasyEdit runs both real backbones at 364 px: LAVIS's EVA ViT-g built with img_size=364, the 224-px checkpoint's
+# 16x16 position embeddings interpolated to 26x26 when it loads (`interpolate_position_embeddings`), and MiniGPT-4
+# in its chat format. `image_size=224` and `prompt_format="blip2"` are the options; a checkpoint built at another
+# size (the tiny random stand-ins of the tests) runs at its own unless `image_size` says.
 BACKBONES = {s.name: s for s in [
     BackboneSpec("tiny-blip2-opt", "opt", True, "question : {} short answer :"),
     BackboneSpec("tiny-minigpt4", "llama", True, "question : {} short answer :"),
-    BackboneSpec("blip2-opt-2.7b", "opt", False, "Question: {} Short answer:", "MMEDIT_BLIP2_OPT_PATH"),
-    # MiniGPT-4 (Vicuna-7B) converted into Blip2ForConditionalGeneration by `convert_minigpt4`; the image tokens go
-    # before <s> as for every backbone here (MiniGPT-4's own chat template puts them inside "###Human: <Img>...").
-    BackboneSpec("minigpt4-7b", "llama", False, "Question: {} Short answer:", "MMEDIT_MINIGPT4_PATH"),
+    BackboneSpec("blip2-opt-2.7b", "opt", False, "Question: {} Short answer:", "MMEDIT_BLIP2_OPT_PATH", (224, 364)),
+    # MiniGPT-4 (Vicuna-7B) converted into Blip2ForConditionalGeneration by `convert_minigpt4`
+    BackboneSpec("minigpt4-7b", "llama", False, "Question: {} Short answer:", "MMEDIT_MINIGPT4_PATH", (224, 364),
+                 "minigpt4-chat"),
 ]}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(device: str, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    """`dtype` (a name or a torch dtype), else $MMEDIT_DTYPE, else float32 on CPU and bfloat16 on a GPU (float16
+    on a GPU without bfloat16). Why bfloat16: it has float32's exponent range, so activations and gradients of a
+    full-size model cannot overflow as float16's (max 65504) can; editors train in float32 either way.
+
+        >>> resolve_dtype("cpu"), resolve_dtype("cpu", "bfloat16")
+        (torch.float32, torch.bfloat16)
+    """
+    dtype = dtype or os.environ.get("MMEDIT_DTYPE") or None
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"unsupported dtype {dtype}; known: {', '.join(DTYPES)}")
+        return dtype
+    if dtype is not None:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+        return DTYPES[dtype]
+    if device == "cpu":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in DTYPES.items() if value == dtype)
 
 
 def default_path(name: str) -> Path | None:
@@ -57,9 +92,12 @@ def default_device(name: str) -> str:
 
 
 def load_backbone(name: str, path: str | Path | None = None, device: str | None = None,
-                  dtype: torch.dtype | None = None) -> Backbone:
+                  dtype: str | torch.dtype | None = None, image_size: int | None = None,
+                  prompt_format: str | None = None) -> Backbone:
     """Load a registered backbone from `path` (default: the shipped folder, or $MMEDIT_..._PATH for real ones),
-    on `device` (default: `default_device(name)`), in float32 on CPU and float16 on a GPU unless `dtype` says."""
+    on `device` (default: `default_device(name)`), in `dtype` (default: `resolve_dtype`), its images at
+    `image_size` pixels (default: the spec's, 364 for a real 224-px checkpoint; position embeddings interpolated when
+    it differs from the checkpoint's), its prompts in `prompt_format` (default: the spec's)."""
     device = device or default_device(name)
     from transformers import AutoImageProcessor, AutoTokenizer, Blip2ForConditionalGeneration
     spec = get_spec(name)
@@ -70,9 +108,16 @@ def load_backbone(name: str, path: str | Path | None = None, device: str | None 
     if not (folder / "config.json").is_file():
         hint = f"; train it with `python -m mmedit_lib train-backbone {name}`" if spec.tiny else ""
         raise FileNotFoundError(f"no checkpoint for {name} at {folder} (config.json missing){hint}")
-    if dtype is None:
-        dtype = torch.float32 if device == "cpu" else torch.float16
+    dtype = resolve_dtype(device, dtype)
+    fmt = get_format(prompt_format or spec.prompt_format)
+    # an explicit dtype wins over the one a published sub-config names (blip2-opt-2.7b's text_config says float16):
+    # the whole model is in `dtype` (tests/test_real_inputs.py)
     model = Blip2ForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=dtype).to(device)
+    # LAVIS's ln_vision has LayerNorm's default eps (1e-5), its EVA blocks 1e-6; transformers' vision config has one
+    # eps for both, so a converted MiniGPT-4 carries ln_vision's own as `post_layernorm_eps` (convert_minigpt4)
+    post_eps = getattr(model.config.vision_config, "post_layernorm_eps", None)
+    if post_eps is not None:
+        model.vision_model.post_layernorm.eps = post_eps
     family = model.config.text_config.model_type
     if family != spec.family:
         raise ValueError(f"{folder} holds a {family} decoder but {name} expects {spec.family}")
@@ -80,8 +125,39 @@ def load_backbone(name: str, path: str | Path | None = None, device: str | None 
         raise ValueError(f"{folder}/config.json has no image_token_index: re-save it with a transformers version "
                          f"that expands image tokens (>= 4.47)")
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    if tokenizer.pad_token_id is None:  # LLaMA folders have none; MiniGPT-4 and EasyEdit pad with </s>
+        tokenizer.pad_token = tokenizer.eos_token
     image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-    return Backbone(name, model, tokenizer, image_processor, family, vqa_template=spec.vqa_template)
+    built = model.config.vision_config.image_size
+    size = image_size or (spec.image_size[1] if spec.image_size and spec.image_size[0] == built else built)
+    if size != built:
+        interpolate_position_embeddings(model, size)
+        image_processor.size = {"height": size, "width": size}
+    return Backbone(name, model, tokenizer, image_processor, family, vqa_template=spec.vqa_template,
+                    prompt_format=fmt)
+
+
+def interpolate_position_embeddings(model, image_size: int) -> None:
+    """Resize the ViT's position embeddings to `image_size` pixels, as LAVIS's `interpolate_pos_embed` does when it
+    builds EVA ViT-g at 364 px from the 224-px checkpoint: the class position kept, the patch grid resized bicubically
+    (align_corners False) in float32, then cast back.
+
+        >>> interpolate_position_embeddings(model, 364)            # 16x16 -> 26x26 patches  # doctest: +SKIP
+    """
+    embeddings = model.vision_model.embeddings
+    patch = model.config.vision_config.patch_size
+    if image_size % patch:
+        raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch}")
+    table = embeddings.position_embedding.detach()
+    old_grid, new_grid, width = int(round((table.shape[1] - 1) ** 0.5)), image_size // patch, table.shape[-1]
+    grid = table[:, 1:].float().reshape(1, old_grid, old_grid, width).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", align_corners=False)
+    resized = torch.cat([table[:, :1].float(), grid.permute(0, 2, 3, 1).reshape(1, new_grid ** 2, width)], dim=1)
+    flag = embeddings.position_embedding.requires_grad
+    embeddings.position_embedding = torch.nn.Parameter(resized.to(table.dtype), requires_grad=flag)
+    embeddings.image_size, embeddings.num_patches = image_size, new_grid ** 2
+    embeddings.num_positions = new_grid ** 2 + 1
+    model.config.vision_config.image_size = image_size
 
 
 def save_tiny_backbone(folder: Path, model, tokenizer) -> None:

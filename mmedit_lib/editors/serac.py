@@ -28,6 +28,7 @@ import torch
 
 from ..backbones.backbone import Backbone, Query
 from .base import EditRequest, records_of
+from .float32 import Float32Adam
 from .ike import embed
 from .routing import RouterEdit, fact_context, in_context
 
@@ -87,8 +88,7 @@ class SERACPrepared:
                 for name, value in self.cf_weights.items():
                     model.get_parameter(name).copy_(value)
             model.requires_grad_(False)
-            self._runtime[key] = Backbone(f"{bb.name}/serac-counterfactual", model, bb.tokenizer,
-                                          bb.image_processor, bb.family, bb.vqa_template)
+            self._runtime[key] = bb.like(model, f"{bb.name}/serac-counterfactual")
         return self._runtime[key]
 
     def embedding(self, text: str) -> torch.Tensor:
@@ -128,18 +128,15 @@ def _train_counterfactual(bb: Backbone, train, hp: SERACHparams, rng: random.Ran
     params = dict(model.language_model.named_parameters())
     for p in params.values():
         p.requires_grad_(True)
-    cf = Backbone(bb.name, model, bb.tokenizer, bb.image_processor, bb.family, bb.vqa_template)
-    optimizer = torch.optim.Adam(params.values(), lr=hp.cf_lr)
+    cf = bb.like(model, bb.name)
+    optimizer = Float32Adam(params.values(), lr=hp.cf_lr)
     for _ in range(hp.cf_steps):
         queries = []
         for i in rng.sample(range(len(train)), min(hp.cf_batch, len(train))):
             case = train[i]
             context = fact_context(bb, case.request.query)
             queries.append(in_context(bb, case.probes[rng.choice(["rel", "t_gen", "m_gen"])], context))
-        loss = cf.loss(queries)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        optimizer.step_on(cf.loss(queries))
     return {f"language_model.{name}": p.detach().clone() for name, p in params.items()}
 
 

@@ -153,3 +153,24 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
                     "while an edit is made (GiB)": during / GIB, "each kept edit (MiB)": per_edit / 2 ** 20,
                     f"total after {n_edits} edits (GiB)": (weights + resident + during + n_edits * per_edit) / GIB})
     return pd.DataFrame(out)
+
+
+DRY_RUN_DIR_NAME = "dry_run"
+DRY_RUN_COLUMNS = ("backbone", "dtype", "editor", "status", "prepare_s", "edit_s", "edit_peak_gib", "process_peak_gib",
+                   "finite", "restore_exact", "acc_before", "acc_after", "took_effect")
+
+
+def measured_dry_runs(folder=None) -> pd.DataFrame:
+    """Every stored full-size dry run (`python -m mmedit_lib dry-run`, `results/dry_run/<backbone>-<dtype>.json`),
+    one row per (backbone, dtype, editor), as measured: the counterpart of `editor_memory`'s estimates.
+
+        >>> measured_dry_runs().query("editor == 'ft-last'")[["backbone", "dtype", "edit_s"]]   # doctest: +SKIP
+    """
+    import json
+    from ..paths import RESULTS
+    folder = RESULTS / DRY_RUN_DIR_NAME if folder is None else folder
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        table = json.loads(path.read_text())
+        rows += [{"backbone": table["backbone"], "dtype": table["dtype"], **row} for row in table["rows"]]
+    return pd.DataFrame(rows, columns=list(DRY_RUN_COLUMNS)) if rows else pd.DataFrame(columns=list(DRY_RUN_COLUMNS))

@@ -33,7 +33,7 @@ from ..backbones.backbone import Backbone, state_hash
 from ..editors.registry import get_spec, make_editor, make_hparams, sequential_problem
 from ..metrics.protocols import check_protocols
 from ..paths import REPO_ROOT
-from .cases import TASKS, Case, TrainSplit, data_file, load_cases
+from .cases import TASKS, Case, TrainSplit, data_file, data_summary, load_cases
 from .evaluate import evaluate_cases, locality_reference
 from .memory import edit_memory, process_peak_mb
 from ..locks import exclusive
@@ -58,11 +58,31 @@ class RunSpec:
     hparams: dict = dataclasses.field(default_factory=dict)  # overrides of the editor's defaults
     data_dir: str | None = None  # default results/world/<backbone>
     backbone_path: str | None = None
+    # How the backbone is loaded (None: `registry.resolve_dtype`, i.e. $MMEDIT_DTYPE or the device's default; the
+    # spec's image size and prompt format). What it was loaded with is in the run key and every row.
+    dtype: str | None = None
+    image_size: int | None = None
+    prompt_format: str | None = None
+    # The data: image folders (None: `data.loaders.image_roots`, i.e. $MMEDIT_IMAGE_ROOT /
+    # $MMEDIT_REPHRASE_IMAGE_ROOT, else found from the data file; the rephrased images default to the image root),
+    # and whether a record with an empty answer refuses the file (`strict`) instead of being skipped as EasyEdit
+    # skips it (counted and named in the manifest's "data").
+    image_root: str | None = None
+    rephrase_image_root: str | None = None
+    strict: bool = False
 
     def check(self) -> None:
         """ValueError with one clear message for any bad parameter (before anything is loaded or written)."""
+        from ..backbones.prompt_format import get_format
+        from ..backbones.registry import DTYPES
         get_spec(self.editor)
         check_protocols(self.accuracy_protocol, self.locality_protocol)
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
+        if self.prompt_format is not None:
+            get_format(self.prompt_format)
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be a positive number of pixels; got {self.image_size}")
         if self.setting not in SETTINGS:
             raise ValueError(f"unknown setting {self.setting!r}; known: {', '.join(SETTINGS)}")
         if self.setting == "cross-task":
@@ -127,10 +147,27 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def backbone_inputs(bb: Backbone) -> dict:
+    """What the run key and every row record of how the backbone was loaded: dtype, image size, prompt format."""
+    from ..backbones.registry import dtype_name
+    return {"dtype": dtype_name(bb.dtype), "image_size": bb.image_size, "prompt_format": bb.prompt_format.name}
+
+
+def check_backbone(spec: RunSpec, bb: Backbone) -> None:
+    """ValueError when a given backbone was loaded otherwise than `spec` asks (dtype, image size, format)."""
+    have = backbone_inputs(bb)
+    for field in ("dtype", "image_size", "prompt_format"):
+        wanted = getattr(spec, field)
+        if wanted is not None and wanted != have[field]:
+            raise ValueError(f"the run asks for {field} {wanted!r} but the backbone given was loaded with "
+                             f"{have[field]!r}")
+
+
 def run_key(spec: RunSpec, bb: Backbone, hparams, data_files: list[Path]) -> dict:
     return {"editor": spec.editor, "hparams": dataclasses.asdict(hparams),
             "hparams_hash": key_hash(dataclasses.asdict(hparams))[:12], "backbone": spec.backbone,
-            "backbone_sha256": state_hash(bb.model), "task": spec.task, "setting": spec.setting_label,
+            "backbone_sha256": state_hash(bb.model), **backbone_inputs(bb),
+            "task": spec.task, "setting": spec.setting_label,
             "n": spec.n, "k": spec.k, "seed": spec.seed, "accuracy_protocol": spec.accuracy_protocol,
             "locality_protocol": spec.locality_protocol,
             "data": {str(p.relative_to(p.parents[1])): _file_sha(p) for p in data_files}}
@@ -138,14 +175,15 @@ def run_key(spec: RunSpec, bb: Backbone, hparams, data_files: list[Path]) -> dic
 
 def groups_of(spec: RunSpec, bb: Backbone, data_dir: Path) -> tuple[list[list[Case]], list[Path]]:
     """The run's cases, grouped as they are edited (loading every image first: bad input fails before writing)."""
+    roots = {"image_root": spec.image_root, "rephrase_image_root": spec.rephrase_image_root, "strict": spec.strict}
     if spec.setting == "cross-task":
         half = spec.n // 2
-        vqa = load_cases(bb, data_dir, "vqa", half, spec.seed)
-        cap = load_cases(bb, data_dir, "caption", half, spec.seed)
+        vqa = load_cases(bb, data_dir, "vqa", half, spec.seed, **roots)
+        cap = load_cases(bb, data_dir, "caption", half, spec.seed, **roots)
         step = CROSS_TASK_K // 2
         groups = [vqa[i:i + step] + cap[i:i + step] for i in range(0, half, step)]
         return groups, [data_file(data_dir, "vqa"), data_file(data_dir, "caption")]
-    cases = load_cases(bb, data_dir, spec.task, spec.n, spec.seed)
+    cases = load_cases(bb, data_dir, spec.task, spec.n, spec.seed, **roots)
     return [cases[i:i + spec.k] for i in range(0, len(cases), spec.k)], [data_file(data_dir, spec.task)]
 
 
@@ -158,7 +196,9 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
     editor = make_editor(spec.editor, backbone=spec.backbone, **spec.hparams)
     if bb is None:
         from ..backbones.registry import load_backbone
-        bb = load_backbone(spec.backbone, path=spec.backbone_path)
+        bb = load_backbone(spec.backbone, path=spec.backbone_path, dtype=spec.dtype, image_size=spec.image_size,
+                           prompt_format=spec.prompt_format)
+    check_backbone(spec, bb)
     data_dir = Path(spec.data_dir) if spec.data_dir else default_data_dir(spec.backbone)
     groups, files = groups_of(spec, bb, data_dir)
     if editor.spec.prepare is not None:
@@ -200,12 +240,20 @@ def _run_locked(spec: RunSpec, bb: Backbone, editor, key: dict, groups: list[lis
     if editor.spec.prepare is not None:  # trained on the train split only, never on the cases it is scored on
         tasks = ["vqa", "caption"] if spec.task == "cross-task" else [spec.task]
         runs_root = Path(runs_dir) if runs_dir else REPO_ROOT / "results" / "runs"
-        editor.prepare(bb, TrainSplit.load(bb, data_dir, tasks), cache_dir=runs_root.parent / "prepared")
+        train = TrainSplit.load(bb, data_dir, tasks, image_root=spec.image_root,
+                                rephrase_image_root=spec.rephrase_image_root, strict=spec.strict)
+        editor.prepare(bb, train, cache_dir=runs_root.parent / "prepared")
+    # every data file read: its records, and those skipped for an empty answer (counted and named, never silent)
+    splits = ["eval", "train"] if editor.spec.prepare is not None else ["eval"]
+    tasks = ["vqa", "caption"] if spec.task == "cross-task" else [spec.task]
+    data_summaries = {f"{task}/{split}": data_summary(data_dir, task, split, strict=spec.strict)
+                      for task in tasks for split in splits}
     todo = [g for g in range(len(groups)) if g not in done]
     todo_cases = [c for g in todo for c in groups[g]]
     reference = locality_reference(bb, todo_cases, spec.locality_protocol) if todo_cases else {}
     common = {"run_id": store.run_id, "editor": spec.editor, "hparams_hash": key["hparams_hash"],
-              "backbone": spec.backbone, "task": spec.task, "setting": spec.setting_label, "seed": spec.seed,
+              "backbone": spec.backbone, **backbone_inputs(bb), "task": spec.task, "setting": spec.setting_label,
+              "seed": spec.seed,
               "accuracy_protocol": spec.accuracy_protocol, "locality_protocol": spec.locality_protocol,
               "git_sha": git_sha(), "versions": versions(),
               "prepare_seconds": editor.prepare_meta["prepare_seconds"]}
@@ -236,7 +284,7 @@ def _run_locked(spec: RunSpec, bb: Backbone, editor, key: dict, groups: list[lis
         store.append_group(rows)
     if state_hash(bb.model) != before:
         raise RuntimeError(f"{spec.editor} did not restore the backbone bit-exactly")
-    store.finish({"n_rows": sum(len(g) for g in groups), "git_sha": common["git_sha"],
+    store.finish({"n_rows": sum(len(g) for g in groups), "git_sha": common["git_sha"], "data": data_summaries,
                   "versions": common["versions"], "prepare_seconds": editor.prepare_meta["prepare_seconds"],
                   "prepare_cached": editor.prepare_meta["cached"]})
     return RunResult(store.run_id, store.folder, store.rows(), store.manifest(), reused=False)

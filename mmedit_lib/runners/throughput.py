@@ -31,11 +31,12 @@ def evaluation_throughput(bb, cases, group_size: int = 1, accuracy_protocol: str
         for g in groups:
             evaluate_cases(bb, g, reference, accuracy_protocol, locality_protocol)
 
-    raw(), full()  # warm-up
+    steps = [("raw", raw), ("evaluate", full)]
+    for _, fn in steps:  # warm-up
+        fn()
     timings = {"raw": float("inf"), "evaluate": float("inf")}
     for repeat in range(repeats):  # interleaved, in alternating order: a load that comes and goes hits both alike
-        order = (("raw", raw), ("evaluate", full)) if repeat % 2 == 0 else (("evaluate", full), ("raw", raw))
-        for name, fn in order:
+        for name, fn in (steps if repeat % 2 == 0 else steps[::-1]):
             started = time.perf_counter()
             fn()
             timings[name] = min(timings[name], time.perf_counter() - started)

@@ -1,0 +1,37 @@
+"""How a query becomes tokens around its image: the prompt formats of the backbones, by name.
+
+    >>> FORMATS["blip2"].before_image, FORMATS["blip2"].bos_after_image
+    ('', True)
+    >>> FORMATS["minigpt4-chat"].before_image, FORMATS["minigpt4-chat"].after_image
+    ('###Human: <Img>', '</Img> ')
+
+- `blip2`: `[<image>] * num_query_tokens + <s> + context + prompt + target`, the sequence transformers'
+  `Blip2ForConditionalGeneration` builds (the image tokens before `<s>`), for every backbone here by default;
+- `minigpt4-chat`: MiniGPT-4's chat wrapping as EasyEdit's MiniGPT-4 runs it (`###Human: <Img>` + the image's
+  query tokens + `</Img> ` + the prompt, with no `<s>`; the default of `minigpt4-7b`).
+A query without an image (T-Locality) is `<s> + context + prompt + target` in both: the papers' text-only probes go
+through the language model alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptFormat:
+    name: str
+    before_image: str = ""  # text before the image's query tokens
+    after_image: str = ""  # text between them and the context / prompt
+    bos_after_image: bool = True  # <s> after the image tokens (BLIP-2); False: no <s> in an image query (MiniGPT-4)
+
+
+FORMATS = {f.name: f for f in [
+    PromptFormat("blip2"),
+    PromptFormat("minigpt4-chat", before_image="###Human: <Img>", after_image="</Img> ", bos_after_image=False),
+]}
+
+
+def get_format(name: str) -> PromptFormat:
+    if name not in FORMATS:
+        raise ValueError(f"unknown prompt format {name!r}; known: {', '.join(FORMATS)}")
+    return FORMATS[name]
