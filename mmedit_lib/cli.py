@@ -238,7 +238,8 @@ def cmd_dry_run(args) -> int:
               "checkpoint)", file=sys.stderr)
         return 2
     spec = DryRunSpec(backbone=args.backbone, dtype=args.dtype, editors=tuple(args.editors or ORDER),
-                      steps=args.steps, prepare_cases=args.prepare_cases, seed=args.seed)
+                      steps=args.steps, prepare_cases=args.prepare_cases, seed=args.seed,
+                      image_size=args.image_size, prompt_format=args.prompt_format)
     try:
         spec.check()
     except ValueError as error:
@@ -356,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "UniKE (default: their hparams)")
     dr.add_argument("--prepare-cases", type=int, default=3, help="train cases given to prepare (default 3)")
     dr.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    dr.add_argument("--image-size", type=int, help="pixels (default: the backbone's, 364 as EasyEdit runs them)")
+    dr.add_argument("--prompt-format", help="blip2 | minigpt4-chat (default: the backbone's)")
     dr.add_argument("--out", help="JSON table (default results/dry_run/BACKBONE-DTYPE.json; a .csv beside it)")
     dr.set_defaults(func=cmd_dry_run)
     return parser

@@ -107,3 +107,30 @@ def test_the_build_dtype_is_every_tensor_s_dtype():
     config.text_config.dtype = torch.float16
     with pytest.raises(ValueError, match="float16 besides torch.bfloat16"):
         dr.random_backbone("tiny-blip2-opt", config, torch.bfloat16)
+
+
+@pytest.mark.parametrize("name, fmt", [("blip2-opt-2.7b", "blip2"), ("minigpt4-7b", "minigpt4-chat")])
+def test_a_224px_published_architecture_runs_with_the_real_input_defaults(name, fmt):
+    def config():
+        made = tiny_blip2_config("opt" if name.startswith("blip2") else "llama", 400)
+        made.vision_config.image_size, made.vision_config.patch_size = 224, 14  # the published EVA geometry
+        return made
+    bb = dr.random_backbone(name, config(), torch.bfloat16)
+    assert bb.image_size == 364 and bb.prompt_format.name == fmt  # as load_backbone runs a real checkpoint
+    assert bb.model.vision_model.embeddings.position_embedding.shape[1] == 26 * 26 + 1
+    assert bb.image_processor.size == {"height": 364, "width": 364}
+    kept = dr.random_backbone(name, config(), torch.bfloat16, image_size=224, prompt_format="blip2")
+    assert kept.image_size == 224 and kept.prompt_format.name == "blip2"
+
+
+def test_a_later_invocation_keeps_the_rows_it_does_not_redo_when_run_the_same_way(tmp_path):
+    meta = {"backbone": "blip2-opt-2.7b", "dtype": "bfloat16", "random_weights": True, "seed": 0, "steps": None,
+            "prepare_cases": 3, "image_size": 364, "prompt_format": "blip2", "torch": torch.__version__,
+            "started": "2026-12-01 10:00:00"}
+    out = tmp_path / "table.json"
+    dr.write_table([{"editor": "grace", "status": "ok"}, {"editor": "serac", "status": "does not fit"}], meta, out)
+    kept = dr.kept_rows(out, {**meta, "started": "later"}, ("serac",))
+    assert [r["editor"] for r in kept] == ["grace"] and kept[0]["started"] == "2026-12-01 10:00:00"
+    assert dr.kept_rows(out, {**meta, "image_size": 224}, ("serac",)) == []  # another setting: replaced whole
+    merged = dr.ordered(kept + [{"editor": "ft-last"}, {"editor": "serac"}])
+    assert [r["editor"] for r in merged] == ["ft-last", "grace", "serac"]

@@ -94,6 +94,22 @@ def test_greedy_stops_at_the_configs_eos_ids_not_only_at_the_tokenizers():
     assert stopped.greedy([query], max_new_tokens=6)[0].split() == full[:cut]
 
 
+def test_minigpt4s_chat_answers_end_at_its_next_turn_marker():
+    bb = random_backbone("llama", seed=3)
+    query = Query(image(1), bb.vqa_prompt("what color is the circle ?"))
+    chat = FORMATS["minigpt4-chat"]
+    assert chat.stop == "###" and FORMATS["blip2"].stop == ""
+    full = Backbone(bb.name, bb.model, bb.tokenizer, bb.image_processor, "llama", bb.vqa_template,
+                    prompt_format=dataclasses.replace(chat, stop="")).greedy([query], max_new_tokens=6)[0].split()
+    assert full  # a tiny vocabulary has no "###": the word the model writes first stands in for it
+
+    def answer(stop):
+        return Backbone(bb.name, bb.model, bb.tokenizer, bb.image_processor, "llama", bb.vqa_template,
+                        prompt_format=dataclasses.replace(chat, stop=stop)).greedy([query], max_new_tokens=6)[0]
+    assert answer(full[0]) == ""  # cut where the stop text begins
+    assert answer("###").split() == full  # a stop text it never writes changes nothing
+
+
 # ---- 5. the papers' input -------------------------------------------------------------------------------------
 def blip2_at(size: int, patch: int, seed: int = 0) -> Backbone:
     bb = random_backbone("opt", seed=seed)

@@ -82,9 +82,11 @@ class Backbone:
         self._image_modules: list[torch.nn.Module] | None = None
 
     def like(self, model, name: str) -> "Backbone":
-        """Another model (a copy: SERAC's counterfactual one) with this backbone's tokenizer, images and formats."""
-        return Backbone(name, model, self.tokenizer, self.image_processor, self.family, self.vqa_template,
-                        self.prompt_format)
+        """Another model (SERAC's counterfactual one) with this backbone's tokenizer, images, formats and stops."""
+        other = Backbone(name, model, self.tokenizer, self.image_processor, model.config.text_config.model_type,
+                         self.vqa_template, self.prompt_format)
+        other.stop_ids = self.stop_ids  # answers end as this backbone's do, whatever the other model's config says
+        return other
 
     @property
     def dtype(self) -> torch.dtype:
@@ -304,8 +306,8 @@ class Backbone:
 
     @torch.no_grad()
     def greedy(self, queries: list[Query], max_new_tokens: int = 12) -> list[str]:
-        """Greedy answers (decoded, stripped), stopping at any of `stop_ids` (</s> and the config's eos ids);
-        uses the KV cache; through the router, if any."""
+        """Greedy answers (decoded, stripped), stopping at any of `stop_ids` (</s> and the config's eos ids) and at
+        the prompt format's stop text (cut there); uses the KV cache; through the router, if any."""
         return self._routed(queries, lambda bb, qs: bb._greedy(qs, max_new_tokens))
 
     def _greedy(self, queries: list[Query], max_new_tokens: int) -> list[str]:
@@ -319,6 +321,7 @@ class Backbone:
             out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
         eos = self.tokenizer.eos_token_id
         stops = torch.tensor(sorted(self.stop_ids), device=device)
+        stop_text = self.prompt_format.stop
         done = torch.zeros(len(queries), dtype=torch.bool, device=device)
         generated = []
         for _ in range(max_new_tokens):
@@ -326,6 +329,9 @@ class Backbone:
             token = torch.where(done, torch.full_like(token, eos), token)
             generated.append(token)
             done |= torch.isin(token, stops)
+            if stop_text:  # the format's stop text, whichever tokens spell it
+                so_far = torch.stack(generated, 1).tolist()
+                done |= torch.tensor([stop_text in self.tokenizer.decode(row) for row in so_far], device=device)
             if bool(done.all()):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -336,7 +342,8 @@ class Backbone:
         texts = []
         for row in ids:
             row = row[:next((i for i, t in enumerate(row) if t in self.stop_ids), len(row))]
-            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            texts.append((text.split(stop_text)[0] if stop_text else text).strip())
         return texts
 
 

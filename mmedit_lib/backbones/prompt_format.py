@@ -8,7 +8,8 @@
 - `blip2`: `[<image>] * num_query_tokens + <s> + context + prompt + target`, the sequence transformers'
   `Blip2ForConditionalGeneration` builds (the image tokens before `<s>`), for every backbone here by default;
 - `minigpt4-chat`: MiniGPT-4's chat wrapping as EasyEdit's MiniGPT-4 runs it (`###Human: <Img>` + the image's
-  query tokens + `</Img> ` + the prompt, with no `<s>`; the default of `minigpt4-7b`).
+  query tokens + `</Img> ` + the prompt, with no `<s>`; the default of `minigpt4-7b`); a greedy answer ends where
+  it writes "###", as MiniGPT-4's chat stops at its next turn.
 A query without an image (T-Locality) is `<s> + context + prompt + target` in both: the papers' text-only probes go
 through the language model alone.
 """
@@ -23,11 +24,14 @@ class PromptFormat:
     before_image: str = ""  # text before the image's query tokens
     after_image: str = ""  # text between them and the context / prompt
     bos_after_image: bool = True  # <s> after the image tokens (BLIP-2); False: no <s> in an image query (MiniGPT-4)
+    stop: str = ""  # text that ends a greedy answer besides the stop ids (MiniGPT-4's chat: "###", the next turn)
 
 
 FORMATS = {f.name: f for f in [
     PromptFormat("blip2"),
-    PromptFormat("minigpt4-chat", before_image="###Human: <Img>", after_image="</Img> ", bos_after_image=False),
+    # MiniGPT-4's chat stops generating at "###" (its StoppingCriteriaSub on the ids of "###" / "##" "#")
+    PromptFormat("minigpt4-chat", before_image="###Human: <Img>", after_image="</Img> ", bos_after_image=False,
+                 stop="###"),
 ]}
 
 

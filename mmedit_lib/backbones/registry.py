@@ -128,13 +128,26 @@ def load_backbone(name: str, path: str | Path | None = None, device: str | None 
     if tokenizer.pad_token_id is None:  # LLaMA folders have none; MiniGPT-4 and EasyEdit pad with </s>
         tokenizer.pad_token = tokenizer.eos_token
     image_processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    set_inputs(model, image_processor, spec, image_size)
+    return Backbone(name, model, tokenizer, image_processor, family, vqa_template=spec.vqa_template,
+                    prompt_format=fmt)
+
+
+def set_inputs(model, image_processor, spec: BackboneSpec | None, image_size: int | None = None) -> int:
+    """Run `model` at `image_size` pixels (default: the spec's, 364 for a real 224-px checkpoint; the checkpoint's
+    own otherwise): position embeddings interpolated and the processor resized when that differs from the built
+    size. Returns the size. The one place a loaded and a randomly built backbone (the dry run) get their input size.
+
+        >>> set_inputs(model, processor, get_spec("blip2-opt-2.7b"))   # a 224-px checkpoint  # doctest: +SKIP
+        364
+    """
     built = model.config.vision_config.image_size
-    size = image_size or (spec.image_size[1] if spec.image_size and spec.image_size[0] == built else built)
+    rule = spec.image_size if spec is not None else None
+    size = image_size or (rule[1] if rule and rule[0] == built else built)
     if size != built:
         interpolate_position_embeddings(model, size)
         image_processor.size = {"height": size, "width": size}
-    return Backbone(name, model, tokenizer, image_processor, family, vqa_template=spec.vqa_template,
-                    prompt_format=fmt)
+    return size
 
 
 def interpolate_position_embeddings(model, image_size: int) -> None:

@@ -79,7 +79,7 @@ EDITORS: dict[str, EditorSpec] = {s.name: s for s in [
     EditorSpec("serac", SERACHparams, apply_serac, prepare_serac,
                summary="SERAC: edit memory, scope classifier, counterfactual model",
                prepare_fields=("classifier_hidden", "classifier_epochs", "classifier_lr", "cf_steps", "cf_batch",
-                               "cf_lr", "seed")),
+                               "cf_lr", "counterfactual", "cf_layers", "small_model", "seed")),
     EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike,
                summary="UniKE: extra FFN key-value pairs + latent in-context memory, collaborating via ζ and α",
                prepare_fields=UNIKE_PREPARE_FIELDS),

@@ -12,9 +12,18 @@
   locality question and another record's question. Like SERAC's (and MMEdit's) classifier it reads text only:
   a query about another image with the same question is in scope for it — which is what MMEdit's near-zero
   M-Locality for SERAC reflects.
-- **Counterfactual model** h(z_e, x): a copy of the backbone whose language model is fine-tuned on the train
-  split to answer in-scope inputs given the edit ("new fact : <q> <a> prompt : <x>", the query's image kept).
-  SERAC uses a separate smaller model; on the tiny backbones a copy of the backbone is already small.
+- **Counterfactual model** h(z_e, x), fine-tuned on the train split to answer in-scope inputs given the edit
+  ("new fact : <q> <a> prompt : <x>", the query's image kept). Two readings (`counterfactual`):
+  - `"copy"` (default; EasyEdit's SERAC_MULTI on MiniGPT-4, whose small_name is Vicuna itself): the backbone's
+    architecture, its language model's `cf_layers` fine-tuned (empty: the whole language model; EasyEdit trains
+    the parameters of layer 31, `cf_layers=[-1]`). Everything it does not train is *shared* with the backbone,
+    not copied, so only the trained layers cost memory.
+  - `"small"` (EasyEdit's SERAC_MULTI on BLIP-2, whose small_name is opt-125m): a separate small language model
+    (`small_model`: a local folder in the Hugging Face layout, or `random:<name>` for the shipped architecture
+    `backbones/published/language_models/<name>.json` with random weights, as the dry run uses) reading the
+    backbone's frozen ViT and Q-Former through a new projection (nn.Linear from the Q-Former width to the small
+    model's), both trained whole. It must use the backbone's tokenizer (OPT-125m and OPT-2.7b share GPT-2's BPE).
+  SERAC itself (Mitchell et al., 2022) uses a separate smaller model; on the tiny backbones a copy is already small.
 - **Memory**: edits are appended; a query goes to the counterfactual model with the edit of highest scope
   probability when it is at least `threshold`, else to the backbone. Sequential edits share one memory.
 """
@@ -22,7 +31,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import os
 import random
+from pathlib import Path
 
 import torch
 
@@ -44,7 +56,48 @@ class SERACHparams:
     cf_steps: int = 300  # counterfactual-model fine-tuning steps
     cf_batch: int = 8
     cf_lr: float = 1e-4
+    counterfactual: str = "copy"  # "copy": the backbone with `cf_layers` trained; "small": EasyEdit's BLIP-2 reading
+    cf_layers: tuple[int, ...] = ()  # "copy": the LM layers trained (empty: the whole language model)
+    small_model: str = ""  # "small": a local folder, or random:<published language model> ("": $MMEDIT_SERAC_SMALL)
     seed: int = 0
+
+    def check(self) -> None:
+        """Refuses an unknown `counterfactual`, or a "small" one without its model; resolves $MMEDIT_SERAC_SMALL."""
+        if self.counterfactual not in COUNTERFACTUALS:
+            raise ValueError(f"serac.counterfactual is one of {COUNTERFACTUALS}; got {self.counterfactual!r}")
+        if self.counterfactual == "small" and not self.small_model:
+            self.small_model = os.environ.get("MMEDIT_SERAC_SMALL", "")
+            if not self.small_model:
+                raise ValueError("serac.counterfactual='small' needs small_model (or $MMEDIT_SERAC_SMALL): a local "
+                                 "folder holding the small language model (EasyEdit's small_name: facebook/opt-125m "
+                                 "for BLIP-2 OPT), or random:opt-125m for its architecture with random weights")
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in self.cf_layers):
+            raise ValueError(f"serac.cf_layers takes layer indices; got {self.cf_layers!r}")
+        if self.counterfactual == "copy" and self.small_model:
+            raise ValueError("serac.small_model is read only with counterfactual='small'")
+
+
+COUNTERFACTUALS = ("copy", "small")
+SMALL_DIR = Path(__file__).resolve().parents[1] / "backbones" / "published" / "language_models"
+# the small counterfactual language model EasyEdit's SERAC pairs with a backbone (hparams/TRAINING/SERAC/*.yaml)
+EASYEDIT_SMALL = {"blip2-opt-2.7b": "opt-125m"}
+
+
+def architecture_only(backbone: str) -> dict:
+    """The override that builds the counterfactual model `hparams/<backbone>.yaml` names with random weights, for
+    what needs only its architecture (the dry run, whose backbone is random too; memory counts): empty unless the
+    file says counterfactual "small".
+
+        >>> architecture_only("blip2-opt-2.7b"), architecture_only("tiny-blip2-opt")
+        ({'small_model': 'random:opt-125m'}, {})
+    """
+    from .registry import backbone_hparams
+    if backbone_hparams(backbone).get("serac", {}).get("counterfactual") != "small":
+        return {}
+    if backbone not in EASYEDIT_SMALL:
+        raise ValueError(f"hparams/{backbone}.yaml: serac.counterfactual 'small' but no small architecture is "
+                         f"shipped for {backbone} (EASYEDIT_SMALL)")
+    return {"small_model": f"random:{EASYEDIT_SMALL[backbone]}"}
 
 
 class ScopeClassifier(torch.nn.Module):
@@ -59,18 +112,111 @@ class ScopeClassifier(torch.nn.Module):
         return self.net(torch.cat([edit, query, edit * query, (edit - query).abs()], -1)).squeeze(-1)
 
 
+# ---- the counterfactual model --------------------------------------------------------------------------------
+def shared_copy(model: torch.nn.Module, trained: set[str]) -> torch.nn.Module:
+    """A copy of `model` whose parameters named in `trained` are its own (cloned) and every other parameter and
+    buffer is the very tensor of `model` (shared: no memory, and never written by training the copy).
+
+        >>> cf = shared_copy(bb.model, {"language_model.lm_head.weight"})        # doctest: +SKIP
+    """
+    memo = {id(t): t for name, t in model.named_parameters() if name not in trained}
+    memo.update({id(t): t for _, t in model.named_buffers()})
+    return copy.deepcopy(model, memo)
+
+
+def trained_names(bb: Backbone, hp: SERACHparams) -> list[str]:
+    """The parameters of `bb.model` a "copy" counterfactual trains: the language model's, or its `cf_layers`'."""
+    names = [f"language_model.{n}" for n, _ in bb.model.language_model.named_parameters()]
+    if not hp.cf_layers:
+        return names
+    depth = bb.n_layers
+    if any(not -depth <= i < depth for i in hp.cf_layers):
+        raise ValueError(f"SERAC cf_layers {hp.cf_layers} out of range for {depth} decoder layers")
+    layers = sorted({i % depth for i in hp.cf_layers})
+    prefixes = tuple(f"{bb.site('layers')}.{i}." for i in layers)
+    return [n for n in names if n.startswith(prefixes)]
+
+
+def small_language_model(spec: str, dtype: torch.dtype, seed: int):
+    """The small counterfactual language model: `random:<name>` (the shipped architecture, weights seeded) or a
+    local folder (from_pretrained, nothing downloaded)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    if spec.startswith("random:"):
+        path = SMALL_DIR / f"{spec.removeprefix('random:')}.json"
+        if not path.is_file():
+            known = ", ".join(f"random:{p.stem}" for p in sorted(SMALL_DIR.glob("*.json")))
+            raise ValueError(f"SERAC small_model {spec!r}: no shipped architecture; known: {known}")
+        values = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+        config = AutoConfig.for_model(**values)
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config, dtype=dtype)
+    folder = Path(spec)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"SERAC small_model {spec!r}: no config.json there (a local Hugging Face folder, "
+                                f"e.g. facebook/opt-125m, or random:opt-125m)")
+    return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+
+
+def small_counterfactual(bb: Backbone, hp: SERACHparams) -> torch.nn.Module:
+    """EasyEdit's BLIP-2 counterfactual: the backbone's ViT, query tokens and Q-Former (shared, frozen), a new
+    projection and the small language model (trainable), as one Blip2ForConditionalGeneration."""
+    from transformers import Blip2ForConditionalGeneration
+    lm = small_language_model(hp.small_model, bb.dtype, hp.seed)
+    if lm.get_input_embeddings().num_embeddings < len(bb.tokenizer):  # as EasyEdit's add_padding grows it
+        lm.resize_token_embeddings(len(bb.tokenizer), mean_resizing=False)
+    config = copy.deepcopy(bb.model.config)
+    config.text_config = lm.config
+    with torch.device("meta"):
+        model = Blip2ForConditionalGeneration(config)
+    model.vision_model, model.qformer, model.query_tokens = bb.model.vision_model, bb.model.qformer, \
+        bb.model.query_tokens
+    torch.manual_seed(hp.seed)
+    projection = torch.nn.Linear(bb.model.config.qformer_config.hidden_size, lm.config.hidden_size)
+    model.language_projection = projection.to(device=bb.device, dtype=bb.dtype)
+    model.language_model = lm.to(bb.device)
+    return model.eval()
+
+
+def counterfactual_model(bb: Backbone, hp: SERACHparams) -> tuple[torch.nn.Module, list[str]]:
+    """(the counterfactual model before training, the names of its parameters that train); frozen otherwise."""
+    if hp.counterfactual == "small":
+        model = small_counterfactual(bb, hp)
+        names = [n for n, _ in model.named_parameters() if n.startswith(("language_model.", "language_projection."))]
+    else:
+        names = trained_names(bb, hp)
+        model = shared_copy(bb.model, set(names))
+    model.requires_grad_(False)
+    return model, names
+
+
+def counterfactual_gib(bb: Backbone, hp: SERACHparams) -> float:
+    """What training the counterfactual model adds at its peak (GiB): each trained weight in the model's dtype, its
+    gradient, Adam's two float32 moments and a float32 master unless the model is float32 already."""
+    if hp.counterfactual == "small":
+        with torch.device("meta"):
+            lm = small_language_model(hp.small_model, bb.dtype, hp.seed)
+        count = sum(p.numel() for p in lm.parameters()) + \
+            bb.model.config.qformer_config.hidden_size * lm.config.hidden_size
+    else:
+        names = set(trained_names(bb, hp))
+        count = sum(p.numel() for n, p in bb.model.named_parameters() if n in names)
+    size = torch.finfo(bb.dtype).bits // 8
+    return count * (2 * size + 8 + (0 if bb.dtype == torch.float32 else 4)) / 2 ** 30
+
+
 class SERACPrepared:
     """The trained classifier and counterfactual weights (saved); the counterfactual backbone (built on use)."""
 
-    def __init__(self, classifier: dict, cf_weights: dict, hidden: int):
+    def __init__(self, classifier: dict, cf_weights: dict, hidden: int, hp: SERACHparams | None = None):
         self.classifier_state, self.cf_weights, self.hidden = classifier, cf_weights, hidden
+        self.hp = hp  # how the counterfactual model is built (counterfactual, cf_layers, small_model, seed)
         self._runtime = {}
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_runtime"}
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update({"hp": None, **state})
         self._runtime = {}
 
     def classifier(self) -> ScopeClassifier:
@@ -83,11 +229,13 @@ class SERACPrepared:
     def counterfactual(self, bb: Backbone) -> Backbone:
         key = ("cf", id(bb))
         if key not in self._runtime:
-            model = copy.deepcopy(bb.model)
+            model, names = counterfactual_model(bb, self.hp or SERACHparams())
+            if set(names) != set(self.cf_weights):
+                raise ValueError("SERAC: the prepared counterfactual weights do not match the model they are loaded "
+                                 "into (another backbone or counterfactual setting)")
             with torch.no_grad():
                 for name, value in self.cf_weights.items():
                     model.get_parameter(name).copy_(value)
-            model.requires_grad_(False)
             self._runtime[key] = bb.like(model, f"{bb.name}/serac-counterfactual")
         return self._runtime[key]
 
@@ -123,9 +271,8 @@ def _train_classifier(records, hp: SERACHparams, rng: random.Random) -> dict:
 
 
 def _train_counterfactual(bb: Backbone, train, hp: SERACHparams, rng: random.Random) -> dict:
-    model = copy.deepcopy(bb.model)
-    model.requires_grad_(False)
-    params = dict(model.language_model.named_parameters())
+    model, names = counterfactual_model(bb, hp)
+    params = {name: model.get_parameter(name) for name in names}
     for p in params.values():
         p.requires_grad_(True)
     cf = bb.like(model, bb.name)
@@ -137,14 +284,14 @@ def _train_counterfactual(bb: Backbone, train, hp: SERACHparams, rng: random.Ran
             context = fact_context(bb, case.request.query)
             queries.append(in_context(bb, case.probes[rng.choice(["rel", "t_gen", "m_gen"])], context))
         optimizer.step_on(cf.loss(queries))
-    return {f"language_model.{name}": p.detach().clone() for name, p in params.items()}
+    return {name: p.detach().clone() for name, p in params.items()}
 
 
 def prepare_serac(bb: Backbone, train, hp: SERACHparams) -> SERACPrepared:
     rng = random.Random(f"serac-{hp.seed}")
     torch.manual_seed(hp.seed)
     classifier = _train_classifier(records_of(train), hp, rng)
-    return SERACPrepared(classifier, _train_counterfactual(bb, train, hp, rng), hp.classifier_hidden)
+    return SERACPrepared(classifier, _train_counterfactual(bb, train, hp, rng), hp.classifier_hidden, hp)
 
 
 class SERACRouter:

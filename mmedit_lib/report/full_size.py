@@ -18,8 +18,9 @@ a GPU; hypernetworks, encoders and memories in float32, as they are trained):
 - what each kept edit holds (FT, KE, MEND: a copy of every weight it changed, which restore() needs; GRACE: a key
   and a value; BalancEdit: a key and a copy of the edited layer; T-Patcher and UniKE: their extra neurons, and
   UniKE's latent entry; SERAC and IKE: only the edit's text);
-- what `prepare` leaves resident (MEND's and KE's hypernetworks, SERAC's counterfactual copy of the backbone and
-  scope classifier, UniKE's knowledge memory, encoders and patch memory, T-Patcher's memory of FFN inputs, IKE's
+- what `prepare` leaves resident (MEND's and KE's hypernetworks, SERAC's counterfactual model — the weights it
+  trained: the language model or its `cf_layers` in the "copy" reading, the rest shared with the backbone; the
+  small language model and its projection in the "small" one — and scope classifier, UniKE's knowledge memory, encoders and patch memory, T-Patcher's memory of FFN inputs, IKE's
   index).
 Not counted: activations and gradients flowing through the frozen model during an edit or an evaluation, which
 depend on sequence length (IKE's 32 demonstrations make its inputs ~30x longer); a GPU run records them in
@@ -117,7 +118,10 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
     from ..editors.registry import make_hparams
     from ..editors.serac import EMBED_DIM
     from .onestep import LABELS
-    hp = {e: make_hparams(e, backbone_hparams) for e in ("ke", "mend", "mend-vision", "t-patcher", "serac", "unike")}
+    from ..editors.serac import architecture_only, small_language_model
+    hp = {e: make_hparams(e, backbone_hparams) for e in ("ke", "mend", "mend-vision", "t-patcher", "unike")}
+    hp["serac"] = make_hparams("serac", backbone_hparams,
+                               **(architecture_only(backbone_hparams) if backbone_hparams else {}))
     counts, s = parameter_counts(name), _shape(name)
     weights = counts["total"] * FP16
     shapes = {f"{site}.{layer}": s.ffn_linear[site] for site in ("ffn_in", "ffn_out") for layer in range(3)}
@@ -132,6 +136,14 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
     pair = 3 * s.d if s.family == "llama" else 2 * s.d + 1  # a SwiGLU key-value pair (gate, up, down) or a ReLU one
     neuron = 2 * s.d + 1  # a T-Patcher neuron: key, bias, value
     last_ffn_out = s.ffn_linear["ffn_out"][0] * (s.ffn_linear["ffn_out"][1] + 1)
+    serac = hp["serac"]  # its counterfactual model's own weights (what it does not train is the backbone's, shared)
+    if serac.counterfactual == "small":
+        with torch.device("meta"):
+            small = small_language_model(serac.small_model, torch.float16, 0)
+        width = small.config.hidden_size  # + the new projection from the Q-Former's 768
+        counterfactual = _count(small) + 768 * width + width
+    else:
+        counterfactual = len(set(serac.cf_layers)) * s.layer if serac.cf_layers else counts["language"]
     rows = [  # (editor, while an edit is made, what each kept edit holds, what prepare leaves resident)
         ("ft-last", _adam(s.layer), s.layer * FP16, 0),  # kept: the layer's copy restore() needs
         ("ft-vision", _adam(s.vision_block), s.vision_block * FP16, 0),
@@ -140,7 +152,7 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
         ("mend-vision", vision_ffns * FP16, vision_ffns * FP16, mend_vision * FP32),
         ("t-patcher", _adam(neuron * answer_tokens), neuron * answer_tokens * FP16, tp.memory_size * s.d * FP32),
         ("ike", 0, 0, train_records * EMBED_DIM * FP32),  # the edit's text only
-        ("serac", 0, 0, weights + (4 * EMBED_DIM * hp["serac"].classifier_hidden) * FP32),
+        ("serac", 0, 0, counterfactual * FP16 + (4 * EMBED_DIM * serac.classifier_hidden) * FP32),
         ("unike", _adam(unike.n_extra * pair * unike_layers),
          unike.n_extra * pair * unike_layers * FP16 + 2 * s.d * unike_layers * FP32,  # its pairs; its latent entry
          unike_layers * (3 * unike.memory_triplets * s.d + 2 * (4 * s.d * s.d) + unike.patch_memory_size * s.d) * FP32),
@@ -156,7 +168,7 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
 
 
 DRY_RUN_DIR_NAME = "dry_run"
-DRY_RUN_COLUMNS = ("backbone", "dtype", "editor", "status", "prepare_s", "edit_s", "edit_peak_gib", "process_peak_gib",
+DRY_RUN_COLUMNS = ("backbone", "dtype", "image_size", "prompt_format", "editor", "status", "prepare_s", "edit_s", "edit_peak_gib", "process_peak_gib",
                    "finite", "restore_exact", "acc_before", "acc_after", "took_effect")
 
 
@@ -172,5 +184,6 @@ def measured_dry_runs(folder=None) -> pd.DataFrame:
     rows = []
     for path in sorted(folder.glob("*.json")):
         table = json.loads(path.read_text())
-        rows += [{"backbone": table["backbone"], "dtype": table["dtype"], **row} for row in table["rows"]]
+        setting = {k: table.get(k) for k in ("backbone", "dtype", "image_size", "prompt_format")}
+        rows += [{**setting, **row} for row in table["rows"]]
     return pd.DataFrame(rows, columns=list(DRY_RUN_COLUMNS)) if rows else pd.DataFrame(columns=list(DRY_RUN_COLUMNS))

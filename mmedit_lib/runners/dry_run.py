@@ -20,8 +20,8 @@ process's own peak so far; `nonfinite` (floating state entries that are not fini
 `restore_exact` (`state_hash` of every parameter and buffer after restore() equals the one taken once after the
 build); `acc_before` / `acc_after`, the teacher-forced token accuracy of the edit's own target (`tf-token`) before
 and while the edit is applied, and `took_effect` (acc_after == 1). An editor that raises is a row with status
-"error: ..." and its traceback; SERAC, whose `prepare` fine-tunes a copy of the whole language model, is checked
-against /proc/meminfo's MemAvailable first and is a "does not fit" row when it cannot fit (`serac_needs_gib`).
+"error: ..." and its traceback; SERAC, whose `prepare` fine-tunes a counterfactual model, is checked against
+/proc/meminfo's MemAvailable first and is a "does not fit" row when it cannot fit (`serac.counterfactual_gib`).
 """
 from __future__ import annotations
 
@@ -133,9 +133,13 @@ def _default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def random_backbone(name: str, config, dtype: torch.dtype, seed: int = 0, words=()) -> Backbone:
+def random_backbone(name: str, config, dtype: torch.dtype, seed: int = 0, words=(), image_size: int | None = None,
+                    prompt_format: str | None = None) -> Backbone:
     """`config`'s Blip2ForConditionalGeneration built directly in `dtype` (peak ~1x the weights), weights drawn by
-    transformers' initialisers under `seed`; `name` picks the editors' hparams file (`editors/hparams/<name>.yaml`).
+    transformers' initialisers under `seed`; `name` picks the editors' hparams file (`editors/hparams/<name>.yaml`)
+    and, for a registered backbone, the input defaults a loaded one gets (`registry.set_inputs`: 364 px for the
+    224-px published configs; the spec's prompt format, MiniGPT-4's chat for minigpt4-7b); `image_size` and
+    `prompt_format` override them.
 
         >>> from mmedit_lib.backbones.configs import tiny_blip2_config
         >>> bb = random_backbone("tiny-blip2-opt", tiny_blip2_config("opt", 300), torch.bfloat16)
@@ -155,10 +159,14 @@ def random_backbone(name: str, config, dtype: torch.dtype, seed: int = 0, words=
     size = config.vision_config.image_size
     processor = BlipImageProcessorPil(size={"height": size, "width": size}, image_mean=CLIP_MEAN, image_std=CLIP_STD,
                                       do_convert_rgb=True)
-    from ..backbones.registry import BACKBONES
-    template = BACKBONES[name].vqa_template if name in BACKBONES else "Question: {} Short answer:"
+    from ..backbones.prompt_format import get_format
+    from ..backbones.registry import BACKBONES, set_inputs
+    spec = BACKBONES.get(name)
+    set_inputs(model, processor, spec, image_size)
+    template = spec.vqa_template if spec is not None else "Question: {} Short answer:"
+    fmt = get_format(prompt_format or (spec.prompt_format if spec is not None else "blip2"))
     return Backbone(name, model, build_tokenizer(config, words), processor, config.text_config.model_type,
-                    vqa_template=template)
+                    vqa_template=template, prompt_format=fmt)
 
 
 def model_gib(model: torch.nn.Module) -> float:
@@ -255,24 +263,20 @@ def mem_available_gib() -> float:
     raise RuntimeError("/proc/meminfo has no MemAvailable")
 
 
-def serac_needs_gib(bb: Backbone) -> float:
-    """What SERAC's `prepare` adds at its peak: a copy of the whole model, and Float32Adam over the copy's language
-    model (a float32 master of every weight unless it is float32 already, Adam's two float32 moments, a gradient in
-    the model's dtype)."""
-    lm = [p for p in bb.model.language_model.parameters()]
-    per_weight = (0 if lm[0].dtype == torch.float32 else 4) + 8 + lm[0].element_size()
-    return model_gib(bb.model) + sum(p.numel() for p in lm) * per_weight / GIB
-
-
 def _gib(mb: float | None) -> float | None:
     return None if mb is None else round(mb / 1024, 3)
 
 
-def editor_overrides(name: str, n_cases: int, steps: int | None) -> dict:
-    """The hparams a dry run sets on top of the backbone's file: `quick` prepare counts, and `steps` per edit."""
+def editor_overrides(name: str, n_cases: int, steps: int | None, hparams_backbone: str | None = None) -> dict:
+    """The hparams a dry run sets on top of the backbone's file: `quick` prepare counts, `steps` per edit, and for
+    a SERAC whose file says counterfactual "small", that small model's architecture with random weights (the
+    backbone's are random too: nothing is loaded)."""
     out = dict(quick(n_cases).get(name, {}))
     if steps is not None and name in EDIT_STEPS:
         out["steps"] = steps
+    if name == "serac" and hparams_backbone is not None:
+        from ..editors.serac import architecture_only
+        out.update(architecture_only(hparams_backbone))
     return out
 
 
@@ -281,16 +285,17 @@ def dry_run_editor(bb: Backbone, name: str, train: list, case, reference: str, s
     """One editor on `bb`: prepare on `train`, edit `case`, check and restore; a row (errors are rows too).
     `reference`: `state_hash(bb.model)` of the unedited model."""
     from ..editors.registry import make_editor
-    overrides = editor_overrides(name, len(train), steps)
-    row = {"editor": name, "status": "ok", "overrides": overrides}
-    if name == "serac":
-        needs, available = serac_needs_gib(bb), mem_available_gib()
-        if needs > available:
-            row["status"] = f"does not fit: needs {needs:.1f} GiB, {available:.1f} GiB available"
-            return row
+    overrides = editor_overrides(name, len(train), steps, hparams_backbone or bb.name)
+    row = {"editor": name, "status": "ok", "overrides": overrides, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     edit, stage = None, "hparams"
     try:
         editor = make_editor(name, backbone=hparams_backbone or bb.name, **overrides)
+        if name == "serac":
+            from ..editors.serac import counterfactual_gib
+            needs, available = counterfactual_gib(bb, editor.hparams), mem_available_gib()
+            if needs > available:
+                row["status"] = f"does not fit: needs {needs:.1f} GiB, {available:.1f} GiB available"
+                return row
         stage = "prepare"
         started = time.perf_counter()
         with edit_memory(bb.device) as peak:
@@ -387,10 +392,15 @@ class DryRunSpec:
     steps: int | None = None
     prepare_cases: int = 3
     seed: int = 0
+    image_size: int | None = None  # None: the backbone's default (364 px for the 224-px published configs)
+    prompt_format: str | None = None  # None: the backbone's default (minigpt4-chat for minigpt4-7b)
 
     def check(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if self.prompt_format is not None:
+            from ..backbones.prompt_format import get_format
+            get_format(self.prompt_format)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"--steps must be >= 1; got {self.steps}")
         from ..editors.registry import get_spec
@@ -407,8 +417,10 @@ def run_dry_run(spec: DryRunSpec, out: Path) -> list[dict]:
     records = dry_run_records(spec.prepare_cases + 1)
     started = time.perf_counter()
     with edit_memory(torch.device("cpu")) as peak:
-        bb = random_backbone(spec.backbone, config, DTYPES[spec.dtype], spec.seed, record_words(records))
+        bb = random_backbone(spec.backbone, config, DTYPES[spec.dtype], spec.seed, record_words(records),
+                             spec.image_size, spec.prompt_format)
     meta = {"backbone": spec.backbone, "dtype": spec.dtype, "random_weights": True, "seed": spec.seed,
+            "image_size": bb.image_size, "prompt_format": bb.prompt_format.name,
             "steps": spec.steps, "prepare_cases": spec.prepare_cases, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
             "parameters": sum(p.numel() for p in bb.model.parameters()), "weights_gib": round(model_gib(bb.model), 3),
@@ -416,9 +428,34 @@ def run_dry_run(spec: DryRunSpec, out: Path) -> list[dict]:
             "mem_available_gib_after_build": round(mem_available_gib(), 2),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     print(f"{spec.backbone}: {meta['parameters']:,} parameters, {meta['weights_gib']} GiB in {spec.dtype}, built in "
-          f"{meta['build_s']} s (peak +{meta['build_peak_gib']} GiB)", flush=True)
+          f"{meta['build_s']} s (peak +{meta['build_peak_gib']} GiB); {meta['image_size']} px, prompt format "
+          f"{meta['prompt_format']}", flush=True)
+
+    kept = kept_rows(out, meta, spec.editors)
 
     def save(rows):
-        write_table(rows, meta, out)
+        write_table(ordered(kept + rows), meta, out)
         print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     return dry_run(bb, spec.editors, prepare_cases=spec.prepare_cases, steps=spec.steps, on_row=save)
+
+
+# what makes two dry runs' rows comparable, so that one table can hold the rows of several invocations
+SAME_RUN = ("backbone", "dtype", "random_weights", "seed", "steps", "prepare_cases", "image_size", "prompt_format",
+            "torch")
+
+
+def kept_rows(out: Path, meta: dict, editors) -> list[dict]:
+    """The rows of an earlier table at `out` for editors this run does not redo, when it ran the same way
+    (`SAME_RUN`); a table of another setting is replaced whole. Each kept row says when it ran (`started`)."""
+    if not out.is_file():
+        return []
+    old = json.loads(out.read_text())
+    if any(old.get(k) != meta.get(k) for k in SAME_RUN):
+        return []
+    return [{**r, "started": r.get("started", old.get("started"))} for r in old["rows"] if r["editor"] not in editors]
+
+
+def ordered(rows: list[dict]) -> list[dict]:
+    """`rows` in ORDER (then any other editor, in the order given)."""
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(rows, key=lambda r: rank.get(r["editor"], len(ORDER)))
