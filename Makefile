@@ -65,11 +65,11 @@ smoke: setup
 clean-world:
 	rm -rf results/world
 
-# Every editor on the full-size architectures with random weights, measured (not in `test` or CI):
-# results/dry_run/<backbone>-<dtype>.json/.csv. blip2-opt-2.7b in bfloat16: 27 min on one thread, 9.5 GiB peak RSS
-# (SERAC is a "does not fit" row). minigpt4-7b: 14.6 GiB of weights, so only the editors whose extra memory should fit
-# beside them on a 24 GiB machine (KE's prepare took +4.9 GiB at 2.7b; SERAC copies the model).
-DRY_RUN_MINIGPT4_EDITORS ?= ft-last grace balancedit t-patcher mend
+# Every editor on the full-size architectures with random weights, measured (not in `test` or CI), at the input a
+# loaded checkpoint gets (364 px; MiniGPT-4's chat format): results/dry_run/<backbone>-<dtype>.json/.csv, on one
+# thread. minigpt4-7b in bfloat16: 71 min, 22.7 GiB peak RSS (KE's prepare) on a 24 GiB machine: every editor fits,
+# SERAC training only layer 31 as EasyEdit does. blip2-opt-2.7b: 40 min, 12.9 GiB peak RSS, SERAC
+# with EasyEdit's separate OPT-125m (random weights too).
 dry-run: setup
 	$(PY) -m mmedit_lib dry-run --backbone blip2-opt-2.7b --random-weights --dtype bfloat16
-	$(PY) -m mmedit_lib dry-run --backbone minigpt4-7b --random-weights --dtype bfloat16 --editors $(DRY_RUN_MINIGPT4_EDITORS)
+	$(PY) -m mmedit_lib dry-run --backbone minigpt4-7b --random-weights --dtype bfloat16

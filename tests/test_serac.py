@@ -40,9 +40,12 @@ def test_copy_of_one_layer_trains_that_layer_and_shares_everything_else(opt, cas
     assert counterfactual_gib(opt, hp) < counterfactual_gib(opt, make_hparams("serac", "tiny-blip2-opt")) / 2
     assert len(everything) > len(names)
 
-    reference = state_hash(opt.model)
+    reference, flags = state_hash(opt.model), [p.requires_grad for p in opt.model.parameters()]
+    assert all(flags)  # a loaded backbone's weights require grad: the shared ones must get none
     editor = make_editor("serac", backbone="tiny-blip2-opt", cf_layers=[-1], **QUICK)
     editor.prepare(opt, cases)
+    assert [p.requires_grad for p in opt.model.parameters()] == flags
+    assert all(p.grad is None for p in opt.model.parameters())
     assert set(editor.prepared.cf_weights) == set(names)
     assert state_hash(opt.model) == reference  # training the copy's own layer never wrote the shared ones
     edit = editor.edit(opt, cases[0].request)
@@ -65,8 +68,11 @@ def test_small_counterfactual_is_a_separate_language_model_on_the_backbones_qfor
     reference = state_hash(opt.model)
     editor = make_editor("serac", backbone="tiny-blip2-opt", counterfactual="small", small_model=str(tmp_path / "small"),
                          **QUICK)
+    flags = [p.requires_grad for p in opt.model.parameters()]
     editor.prepare(opt, cases)
     assert state_hash(opt.model) == reference
+    assert [p.requires_grad for p in opt.model.parameters()] == flags
+    assert all(p.grad is None for p in opt.model.parameters())
     assert {n.split(".")[0] for n in editor.prepared.cf_weights} == {"language_model", "language_projection"}
     edit = editor.edit(opt, cases[0].request)
     cf, query = in_scope(opt, opt.router, cases[0].request.query)

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from ..backbones.backbone import Backbone, Query
-from .base import EditRequest, records_of
+from .base import EditRequest, frozen, records_of
 from .float32 import Float32Adam
 from .ike import embed
 from .routing import RouterEdit, fact_context, in_context
@@ -178,14 +178,17 @@ def small_counterfactual(bb: Backbone, hp: SERACHparams) -> torch.nn.Module:
 
 
 def counterfactual_model(bb: Backbone, hp: SERACHparams) -> tuple[torch.nn.Module, list[str]]:
-    """(the counterfactual model before training, the names of its parameters that train); frozen otherwise."""
+    """(the counterfactual model before training, the names of its own parameters: those that train), its own
+    parameters frozen; the shared ones are the backbone's, their flags untouched (`_train_counterfactual` freezes
+    them only while it trains, under `base.frozen`)."""
     if hp.counterfactual == "small":
         model = small_counterfactual(bb, hp)
         names = [n for n, _ in model.named_parameters() if n.startswith(("language_model.", "language_projection."))]
     else:
         names = trained_names(bb, hp)
         model = shared_copy(bb.model, set(names))
-    model.requires_grad_(False)
+    for name in names:
+        model.get_parameter(name).requires_grad_(False)
     return model, names
 
 
@@ -271,6 +274,11 @@ def _train_classifier(records, hp: SERACHparams, rng: random.Random) -> dict:
 
 
 def _train_counterfactual(bb: Backbone, train, hp: SERACHparams, rng: random.Random) -> dict:
+    with frozen(bb.model):  # no gradient reaches the backbone's own (shared) weights; its flags come back as they were
+        return _train_own(bb, train, hp, rng)
+
+
+def _train_own(bb: Backbone, train, hp: SERACHparams, rng: random.Random) -> dict:
     model, names = counterfactual_model(bb, hp)
     params = {name: model.get_parameter(name) for name in names}
     for p in params.values():
