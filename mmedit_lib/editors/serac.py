@@ -157,6 +157,15 @@ def small_language_model(spec: str, dtype: torch.dtype, seed: int):
     return AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
 
 
+def small_parameters(spec: str, qformer_width: int) -> int:
+    """Parameters of a "small" counterfactual model (counted on the meta device): the small language model and
+    its new projection from the Q-Former's `qformer_width`."""
+    with torch.device("meta"):
+        lm = small_language_model(spec, torch.float16, 0)
+    width = lm.config.hidden_size
+    return sum(p.numel() for p in lm.parameters()) + qformer_width * width + width
+
+
 def small_counterfactual(bb: Backbone, hp: SERACHparams) -> torch.nn.Module:
     """EasyEdit's BLIP-2 counterfactual: the backbone's ViT, query tokens and Q-Former (shared, frozen), a new
     projection and the small language model (trainable), as one Blip2ForConditionalGeneration."""
@@ -196,10 +205,7 @@ def counterfactual_gib(bb: Backbone, hp: SERACHparams) -> float:
     """What training the counterfactual model adds at its peak (GiB): each trained weight in the model's dtype, its
     gradient, Adam's two float32 moments and a float32 master unless the model is float32 already."""
     if hp.counterfactual == "small":
-        with torch.device("meta"):
-            lm = small_language_model(hp.small_model, bb.dtype, hp.seed)
-        count = sum(p.numel() for p in lm.parameters()) + \
-            bb.model.config.qformer_config.hidden_size * lm.config.hidden_size
+        count = small_parameters(hp.small_model, bb.model.config.qformer_config.hidden_size)
     else:
         names = set(trained_names(bb, hp))
         count = sum(p.numel() for n, p in bb.model.named_parameters() if n in names)

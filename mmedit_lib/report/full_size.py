@@ -118,7 +118,7 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
     from ..editors.registry import make_hparams
     from ..editors.serac import EMBED_DIM
     from .onestep import LABELS
-    from ..editors.serac import architecture_only, small_language_model
+    from ..editors.serac import architecture_only, small_parameters
     hp = {e: make_hparams(e, backbone_hparams) for e in ("ke", "mend", "mend-vision", "t-patcher", "unike")}
     hp["serac"] = make_hparams("serac", backbone_hparams,
                                **(architecture_only(backbone_hparams) if backbone_hparams else {}))
@@ -138,10 +138,7 @@ def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = No
     last_ffn_out = s.ffn_linear["ffn_out"][0] * (s.ffn_linear["ffn_out"][1] + 1)
     serac = hp["serac"]  # its counterfactual model's own weights (what it does not train is the backbone's, shared)
     if serac.counterfactual == "small":
-        with torch.device("meta"):
-            small = small_language_model(serac.small_model, torch.float16, 0)
-        width = small.config.hidden_size  # + the new projection from the Q-Former's 768
-        counterfactual = _count(small) + 768 * width + width
+        counterfactual = small_parameters(serac.small_model, full_size_config(name).qformer_config.hidden_size)
     else:
         counterfactual = len(set(serac.cf_layers)) * s.layer if serac.cf_layers else counts["language"]
     rows = [  # (editor, while an edit is made, what each kept edit holds, what prepare leaves resident)
