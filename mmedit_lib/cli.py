@@ -252,6 +252,31 @@ def cmd_dry_run(args) -> int:
     return 0 if all(r["status"] == "ok" or r["status"].startswith("does not fit") for r in rows) else 1
 
 
+def cmd_recompute(args) -> int:
+    """`recompute OLD/results/runs --groups 20`: the first groups of stored runs recomputed with today's code and
+    their rows compared field by field (runners/recompute.py); exit 1 when any row differs."""
+    from .runners.recompute import recompute
+    folders = sorted(p.parent for root in args.runs for p in Path(root).glob("**/manifest.json"))
+    folders = [f for f in folders if not args.match or any(m in f.name for m in args.match)]
+    if not folders:
+        print("error: no stored run (a folder with manifest.json) under " + " ".join(args.runs), file=sys.stderr)
+        return 2
+    reports = []
+    for folder in folders:
+        try:
+            report = recompute(folder, args.work_dir, groups=args.groups, prepared_dir=args.prepared_dir)
+        except ValueError as error:
+            report = {"run": folder.name, "rows": 0, "identical": False, "differ": [str(error)]}
+        reports.append(report)
+        print(f"{report['run']}: {report['rows']} rows, "
+              f"{'identical' if report['identical'] else 'DIFFER: ' + ', '.join(report['differ'])}", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(reports, indent=1) + "\n")
+    same = sum(r["identical"] for r in reports)
+    print(f"{same} of {len(reports)} runs identical ({sum(r['rows'] for r in reports)} rows compared)")
+    return 0 if same == len(reports) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mmedit_lib", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default $MMEDIT_THREADS or 1)")
@@ -361,6 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--prompt-format", help="blip2 | minigpt4-chat (default: the backbone's)")
     dr.add_argument("--out", help="JSON table (default results/dry_run/BACKBONE-DTYPE.json; a .csv beside it)")
     dr.set_defaults(func=cmd_dry_run)
+
+    rc = sub.add_parser("recompute", help="recompute the first groups of stored runs with today's code and compare "
+                                          "their rows (a refactor changes no result)")
+    rc.add_argument("runs", nargs="+", help="run folders, or folders holding them (e.g. OLD/results/runs)")
+    rc.add_argument("--groups", type=int, default=20, help="groups (cases, in one-step runs) recomputed per run")
+    rc.add_argument("--match", nargs="+", help="only runs whose id contains one of these")
+    rc.add_argument("--work-dir", default="/tmp/mmedit-recompute", help="where the recomputed runs are written")
+    rc.add_argument("--prepared-dir", help="prepared artefacts to reuse (default: prepare afresh)")
+    rc.add_argument("--out", help="write the comparison as JSON here")
+    rc.set_defaults(func=cmd_recompute)
     return parser
 
 

@@ -266,3 +266,18 @@ def test_an_exclusive_lock_lets_one_holder_in_at_a_time(tmp_path):
     for t in threads:
         t.join()
     assert overlaps == [1, 1, 1, 1]
+
+
+def test_recompute_finds_identical_rows_and_names_a_changed_field(smoke_world, shipped, tmp_path):
+    from mmedit_lib.runners.recompute import recompute
+    world, _ = smoke_world("tiny-blip2-opt")
+    spec = RunSpec(editor="ft-last", backbone="tiny-blip2-opt", task="vqa", n=4, data_dir=str(world),
+                   hparams={"steps": 3})
+    stored = run(spec, bb=shipped("tiny-blip2-opt"), runs_dir=tmp_path / "old", progress=False)
+    same = recompute(stored.folder, tmp_path / "a", groups=2, bb=shipped("tiny-blip2-opt"), progress=False)
+    assert same["identical"] and same["rows"] == 2 and same["differ"] == []
+    rows = [json.loads(line) for line in (stored.folder / "rows.jsonl").read_text().splitlines()]
+    rows[1]["rel"] = 1.0 - rows[1]["rel"]  # a result that today's code would not give
+    (stored.folder / "rows.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    changed = recompute(stored.folder, tmp_path / "b", groups=2, bb=shipped("tiny-blip2-opt"), progress=False)
+    assert not changed["identical"] and changed["differ"] == ["rel"]
