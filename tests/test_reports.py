@@ -43,7 +43,7 @@ def test_ratio_of_means_with_its_interval():
 
 
 def test_which_editors_keep_several_edits_comes_from_the_registry_and_the_hparams():
-    assert "sequential=False" in why_not_sequential("ike", "tiny-minigpt4")
+    assert "one fact at a time" in why_not_sequential("ike", "tiny-minigpt4")
     assert "text context" in why_not_sequential("unike", "tiny-minigpt4", {"external": "vanilla"})
     assert why_not_sequential("unike", "tiny-minigpt4") is None and why_not_sequential("ft-last", "tiny-minigpt4") is None
 

@@ -194,7 +194,9 @@ def test_prepare_gets_the_train_split_never_the_cases_it_is_scored_on(smoke_worl
     def apply(bb, request, hp, prepared):
         assert prepared == "prepared"
         return NoEdit()
-    spec = registry.EditorSpec("probe", registry.NoHparams, apply, prepare=prepare)
+    from mmedit_lib.editors.spec import EditorSpec
+    from mmedit_lib.editors.unedited import NoHparams
+    spec = EditorSpec("probe", NoHparams, apply, prepare=prepare, label="Probe", summary="sees the train split")
     monkeypatch.setitem(registry.EDITORS, "probe", spec)
     result = run(RunSpec(editor="probe", backbone="tiny-blip2-opt", n=4, data_dir=str(world)),
                  bb=shipped("tiny-blip2-opt"), runs_dir=tmp_path, progress=False)

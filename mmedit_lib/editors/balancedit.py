@@ -34,6 +34,7 @@ from PIL import Image
 
 from ..backbones.backbone import Backbone, Query
 from .base import EditRequest, fit_edit, frozen
+from .spec import FP16, EditorSpec, Memory, adam_bytes
 from .codebook import CodebookEdit, DISTANCES, Entry, current_codebook, pairwise_distance, query_vectors, \
     training_hook
 
@@ -133,3 +134,15 @@ def apply_balancedit(bb: Backbone, request: EditRequest, hp: BalancEditHparams, 
     info = {"d_pos": d_pos, "d_neg": d_neg, "rule": rule, "prompt": request.query.prompt}
     entry = Entry(key.detach(), eps, label, request.case_id, weight=weight, bias=bias, info=info)
     return CodebookEdit(bb, dataclasses.replace(book, entries=tuple(entries) + (entry,)))
+
+
+def memory(s, hp: BalancEditHparams) -> Memory:
+    """Adam on a copy of the last FFN's output Linear; kept: a key and that layer copy."""
+    layer = s.ffn_linear["ffn_out"][0] * (s.ffn_linear["ffn_out"][1] + 1)
+    return Memory(adam_bytes(layer), (layer + s.d) * FP16, 0)
+
+
+SPEC = EditorSpec("balancedit", BalancEditHparams, apply_balancedit, label="BalancEdit", edit_steps="steps",
+                  smoke={"steps": 20}, memory=memory,
+                  summary="BalancEdit: codebook of fine-tuned layer copies; radius from positive and black-image "
+                          "negative samples")

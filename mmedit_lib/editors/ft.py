@@ -23,6 +23,7 @@ import torch
 
 from ..backbones.backbone import Backbone
 from .base import EditRequest, WeightEdit, fit_edit, frozen
+from .spec import FP16, EditorSpec, Memory, adam_bytes
 
 
 @dataclasses.dataclass
@@ -60,3 +61,18 @@ def apply_ft(backbone: Backbone, request: EditRequest, hp: FTHparams) -> WeightE
             p.requires_grad_(True)
         fit_edit(backbone, request.query, list(params.values()), hp.lr, hp.steps, hp.stop_at_loss)
     return edit
+
+
+def _apply(bb: Backbone, request: EditRequest, hp: FTHparams, prepared=None) -> WeightEdit:
+    return apply_ft(bb, request, hp)
+
+
+SPECS = (
+    EditorSpec("ft-last", FTHparams, _apply, label="FT (last layer)", short_label="FT", edit_steps="steps",
+               summary="fine-tune the language model's last decoder layer (MMEdit, UniKE)",
+               # Adam on the layer; each kept edit holds the layer's copy restore() needs
+               memory=lambda s, hp: Memory(adam_bytes(s.layer), s.layer * FP16, 0)),
+    EditorSpec("ft-vision", FTVisionHparams, _apply, label="FT (vision block)", edit_steps="steps",
+               summary="fine-tune the ViT's last block (MMEdit's FT vision block)",
+               memory=lambda s, hp: Memory(adam_bytes(s.vision_block), s.vision_block * FP16, 0)),
+)

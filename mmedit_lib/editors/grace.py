@@ -25,6 +25,7 @@ import torch
 
 from ..backbones.backbone import Backbone
 from .base import EditRequest, fit_edit, frozen
+from .spec import FP16, EditorSpec, Memory, adam_bytes
 from .codebook import DISTANCES, CodebookEdit, Entry, current_codebook, layer_inputs, query_vectors, \
     training_hook
 
@@ -94,3 +95,8 @@ def apply_grace(bb: Backbone, request: EditRequest, hp: GRACEHparams, prepared=N
     value = train_value(bb, request, _initial_value(bb, request, hp), hp)
     entries.append(Entry(key, radius, label, request.case_id, value=value, info={"rule": rule}, span=span))
     return CodebookEdit(bb, dataclasses.replace(book, entries=tuple(entries)))
+
+
+SPEC = EditorSpec("grace", GRACEHparams, apply_grace, label="GRACE", edit_steps="steps", smoke={"steps": 10},
+                  memory=lambda s, hp: Memory(adam_bytes(s.d), 2 * s.d * FP16, 0),  # kept: a key and a value
+                  summary="GRACE: a key-value codebook at the last FFN output; values replace the output within ε")

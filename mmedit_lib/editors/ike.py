@@ -24,6 +24,7 @@ from ..backbones.backbone import Backbone
 from ..embeddings import load_sentence_encoder
 from .base import EditRequest, records_of
 from .routing import FACT_FORMAT, InContextRouter, RouterEdit, fact_context
+from .spec import FP32, EditorSpec, Memory, prepare_field
 
 QUERY_RESERVE = 96  # positions kept free for the new fact, the query and its answer
 
@@ -31,7 +32,7 @@ QUERY_RESERVE = 96  # positions kept free for the new fact, the query and its an
 @dataclasses.dataclass
 class IKEHparams:
     k: int = 32  # demonstrations (IKE; MMEdit)
-    kinds: tuple[str, ...] = ("copy", "update", "retain")  # demonstration kinds, cycled over the train records
+    kinds: tuple[str, ...] = prepare_field(("copy", "update", "retain"))  # demonstration kinds, cycled over the train records
 
 
 def demonstration(record, kind: str) -> str:
@@ -43,6 +44,9 @@ def demonstration(record, kind: str) -> str:
     if kind == "retain":
         return f"{fact} {record.loc} {record.loc_ans}"
     raise ValueError(f"unknown IKE demonstration kind {kind!r}; known: copy, update, retain")
+
+
+EMBED_DIM = 384  # all-MiniLM-L6-v2's sentence embeddings
 
 
 def embed(texts: list[str]) -> torch.Tensor:
@@ -75,3 +79,9 @@ def retrieve(bb: Backbone, request: EditRequest, hp: IKEHparams, prepared: dict)
 def apply_ike(bb: Backbone, request: EditRequest, hp: IKEHparams, prepared: dict) -> RouterEdit:
     context = fact_context(bb, request.query, " ".join(retrieve(bb, request, hp, prepared)))
     return RouterEdit(bb, InContextRouter(bb, context))
+
+
+SPEC = EditorSpec("ike", IKEHparams, apply_ike, prepare_ike, label="In-Context Editing", short_label="IKE",
+                  one_at_a_time="its demonstrations and the new fact go before every query: one fact at a time",
+                  memory=lambda s, hp: Memory(0, 0, s.train_records * EMBED_DIM * FP32),  # the index; an edit's text
+                  summary="IKE: k retrieved demonstrations and the new fact before every query")

@@ -22,20 +22,21 @@ from ..backbones.backbone import Backbone
 from .base import EditRequest, WeightEdit
 from .hooks import gradient_factors
 from .hypernet import add_to_weights, edit_paths, linear_shape, train_editor
+from .spec import FP16, FP32, EditorSpec, Memory, prepare_field
 
 
 @dataclasses.dataclass
 class KEHparams:
-    sites: tuple[str, ...] = ("ffn_in", "ffn_out")
-    layers: tuple[int, ...] = (-3, -2, -1)
-    lstm_hidden: int = 128  # KE's bidirectional LSTM
-    head_hidden: int = 1024  # KE's FFNNs from the condition to α, β, γ, δ, η
-    margin: float = 1e-3  # KL constraint m
-    lr: float = 3e-4  # Adam on the hypernetwork (KE)
-    lambda_lr: float = 1e-2  # ascent step of the Lagrange multiplier
-    init_step: float = 1.0  # initial -γ so that ΔW starts near -init_step·σ(0)·∇W
-    steps: int = 200000
-    seed: int = 0
+    sites: tuple[str, ...] = prepare_field(("ffn_in", "ffn_out"))
+    layers: tuple[int, ...] = prepare_field((-3, -2, -1))
+    lstm_hidden: int = prepare_field(128)  # KE's bidirectional LSTM
+    head_hidden: int = prepare_field(1024)  # KE's FFNNs from the condition to α, β, γ, δ, η
+    margin: float = prepare_field(1e-3)  # KL constraint m
+    lr: float = prepare_field(3e-4)  # Adam on the hypernetwork (KE)
+    lambda_lr: float = prepare_field(1e-2)  # ascent step of the Lagrange multiplier
+    init_step: float = prepare_field(1.0)  # initial -γ so that ΔW starts near -init_step·σ(0)·∇W
+    steps: int = prepare_field(200000)
+    seed: int = prepare_field(0)
 
 
 class KENet(torch.nn.Module):
@@ -107,3 +108,16 @@ def apply_ke(bb: Backbone, request: EditRequest, hp: KEHparams, prepared: dict) 
     with torch.no_grad():
         h = net.condition(edit_embeddings(bb, request.query))
         return add_to_weights(bb, {p: net.delta_weight(p, h, factors[p][1].T @ factors[p][0]) for p in paths})
+
+
+def memory(s, hp: KEHparams) -> Memory:
+    """The update formed while editing and kept to restore (the last three FFNs' Linears); the hypernetwork."""
+    edited = sum(o * i + o for o, i in s.edited_ffns.values())
+    with torch.device("meta"):
+        net = sum(p.numel() for p in KENet(s.d, s.edited_ffns, hp.lstm_hidden, hp.head_hidden, 1.0).parameters())
+    return Memory(edited * FP16, edited * FP16, net * FP32)
+
+
+SPEC = EditorSpec("ke", KEHparams, apply_ke, prepare_ke, label="KE", memory=memory,
+                  quick={"steps": 5}, smoke={"steps": 20},
+                  summary="Knowledge Editor: a BiLSTM hypernetwork predicts the update from the gradient")

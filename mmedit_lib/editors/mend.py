@@ -24,25 +24,26 @@ from ..backbones.backbone import Backbone
 from .base import EditRequest, WeightEdit
 from .hooks import gradient_factors
 from .hypernet import add_to_weights, edit_paths, linear_shape, train_editor
+from .spec import FP16, FP32, EditorSpec, Memory, prepare_field
 
 
 @dataclasses.dataclass
 class MENDHparams:
-    sites: tuple[str, ...] = ("ffn_in", "ffn_out")
-    layers: tuple[int, ...] = (-3, -2, -1)  # the last three decoder layers (MEND on GPT-style models; MMEdit)
-    rank: int = 1920  # hidden width of the editor MLP (MEND)
-    c_edit: float = 0.1  # MEND's edit-loss weight
-    lr: float = 1e-6  # Adam on the editor networks (MEND)
-    edit_lr_init: float = 1e-4  # initial learned edit step per layer (MEND)
-    steps: int = 100000  # MEND trains for up to 100K edits, with early stopping
-    norm_cases: int = 100
-    seed: int = 0
+    sites: tuple[str, ...] = prepare_field(("ffn_in", "ffn_out"))
+    layers: tuple[int, ...] = prepare_field((-3, -2, -1))  # the last three decoder layers (MEND on GPT; MMEdit)
+    rank: int = prepare_field(1920)  # hidden width of the editor MLP (MEND)
+    c_edit: float = prepare_field(0.1)  # MEND's edit-loss weight
+    lr: float = prepare_field(1e-6)  # Adam on the editor networks (MEND)
+    edit_lr_init: float = prepare_field(1e-4)  # initial learned edit step per layer (MEND)
+    steps: int = prepare_field(100000)  # MEND trains for up to 100K edits, with early stopping
+    norm_cases: int = prepare_field(100)
+    seed: int = prepare_field(0)
 
 
 @dataclasses.dataclass
 class MENDVisionHparams(MENDHparams):
-    sites: tuple[str, ...] = ("vision_ffn_in", "vision_ffn_out", "qformer_ffn_in", "qformer_ffn_out")
-    layers: tuple[int, ...] = (-1,)
+    sites: tuple[str, ...] = prepare_field(("vision_ffn_in", "vision_ffn_out", "qformer_ffn_in", "qformer_ffn_out"))
+    layers: tuple[int, ...] = prepare_field((-1,))
 
 
 class MENDNet(torch.nn.Module):
@@ -120,3 +121,25 @@ def apply_mend(bb: Backbone, request: EditRequest, hp: MENDHparams, prepared: di
     factors, _ = gradient_factors(bb, [request.query], paths)
     with torch.no_grad():
         return add_to_weights(bb, {p: net.delta_weight(p, *factors[p]) for p in paths})
+
+
+def _memory(shapes: str):
+    def memory(s, hp: MENDHparams) -> Memory:
+        """The update formed while editing and kept to restore (the edited Linears); the editor networks."""
+        linears = getattr(s, shapes)
+        edited = sum(o * i + o for o, i in linears.values())
+        with torch.device("meta"):
+            net = sum(p.numel() for p in MENDNet(linears, hp.rank, 1e-4).parameters())
+        return Memory(edited * FP16, edited * FP16, net * FP32)
+    return memory
+
+
+QUICK, QUICK_CASES, SMOKE = {"steps": 5}, ("norm_cases",), {"steps": 20, "norm_cases": 5}
+SPECS = (
+    EditorSpec("mend", MENDHparams, apply_mend, prepare_mend, label="MEND", memory=_memory("edited_ffns"),
+               quick=QUICK, quick_cases=QUICK_CASES, smoke=SMOKE,
+               summary="MEND: editor networks on the gradient factors of the last three FFNs"),
+    EditorSpec("mend-vision", MENDVisionHparams, apply_mend, prepare_mend, label="MEND (vision module)",
+               memory=_memory("vision_ffns"), quick=QUICK, quick_cases=QUICK_CASES, smoke=SMOKE,
+               summary="MEND on the vision module: the last ViT block's and Q-Former layer's FFN"),
+)

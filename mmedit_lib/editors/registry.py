@@ -8,9 +8,12 @@
     >>> make_editor("mend").hparams.steps, make_editor("mend", backbone="tiny-blip2-opt").hparams.steps
     (100000, 800)
 
-Each method is a plain `apply(backbone, request, hparams, prepared) -> Edit` (ROME-style); methods that train
-something first (MEND, SERAC, UniKE's memory...) add `prepare(backbone, train, hparams) -> prepared`, given the
-train split as cases (never the eval cases); `Editor.prepare` caches what it returns on disk (`prepared.py`).
+Each method is one module with a `SPEC` (`spec.EditorSpec`): its hparams dataclass, a plain
+`apply(backbone, request, hparams, prepared) -> Edit` (ROME-style), and for methods that train something first
+(MEND, SERAC, UniKE's memory...) `prepare(backbone, train, hparams) -> prepared`, given the train split as cases
+(never the eval cases); `Editor.prepare` caches what it returns on disk (`prepared.py`), keyed by the hparams its
+SPEC says `prepare` reads. The table is `BUILTIN`'s modules, then those `$MMEDIT_PLUGINS` names (`load_plugins`):
+an editor of your own is one module on the Python path, nothing else to change.
 Hparams: the dataclass holds the paper's defaults; `hparams/<backbone>.yaml` the values a backbone needs
 instead, each with its reason; explicit overrides win over both.
 """
@@ -18,77 +21,92 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
+import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import yaml
 
-from .balancedit import BalancEditHparams, apply_balancedit
-from .base import Edit, EditRequest, NoEdit
-from .ft import FTHparams, FTVisionHparams, apply_ft
-from .grace import GRACEHparams, apply_grace
-from .ike import IKEHparams, apply_ike, prepare_ike
-from .ke import KEHparams, apply_ke, prepare_ke
-from .mend import MENDHparams, MENDVisionHparams, apply_mend, prepare_mend
-from .serac import SERACHparams, apply_serac, prepare_serac
-from .tpatcher import TPatcherHparams, apply_tpatcher, prepare_tpatcher
-from .unike import PREPARE_FIELDS as UNIKE_PREPARE_FIELDS, UniKEHparams, apply_unike, prepare_unike
+from .base import Edit, EditRequest
+from .spec import EditorSpec
 
 HPARAMS_DIR = Path(__file__).with_name("hparams")
+# the package's editor modules, each with a SPEC (or SPECS); the table's order is the reports' row order
+BUILTIN = ("unedited", "ft", "ke", "mend", "tpatcher", "ike", "serac", "unike", "grace", "balancedit")
+PLUGINS_ENV = "MMEDIT_PLUGINS"  # comma-separated modules that define more SPECs (and BENCHMARKs): your own editors
+
+EDITORS: dict[str, EditorSpec] = {}
 
 
-@dataclasses.dataclass(frozen=True)
-class EditorSpec:
-    name: str
-    hparams: type
-    apply: Callable[..., Edit]
-    prepare: Callable[..., Any] | None = None
-    sequential: bool = True  # edits can stay applied while more are made (sequential editing)
-    changes_model: bool = True  # False only for the unedited baseline
-    summary: str = ""
-    prepare_fields: tuple[str, ...] | None = None  # hparams `prepare` reads (None: all of them)
+def specs_of(module) -> tuple[EditorSpec, ...]:
+    """The editor specs a module defines: `SPECS`, or `SPEC`, or none."""
+    return tuple(getattr(module, "SPECS", ())) or ((module.SPEC,) if hasattr(module, "SPEC") else ())
 
 
-@dataclasses.dataclass
-class NoHparams:
-    """The unedited baseline has no hyperparameters."""
+def register(spec: EditorSpec) -> EditorSpec:
+    """Add `spec` to the table (ValueError when another editor already has its name)."""
+    if not isinstance(spec, EditorSpec):
+        raise TypeError(f"register takes an EditorSpec, got {type(spec).__name__}")
+    if spec.name in EDITORS and EDITORS[spec.name] is not spec:
+        raise ValueError(f"two editors are named {spec.name!r}: {EDITORS[spec.name].apply.__module__} and "
+                         f"{spec.apply.__module__}")
+    EDITORS[spec.name] = spec
+    return spec
 
 
-def _ft(bb, req, hp, prepared):
-    return apply_ft(bb, req, hp)
+def load_plugins(names: str | None = None) -> list[str]:
+    """Import the modules `names` lists (default `$MMEDIT_PLUGINS`), registering the SPECs they define; the modules
+    imported. A module that cannot be imported is an error, not a skipped editor.
+
+        >>> load_plugins("")
+        []
+    """
+    text = os.environ.get(PLUGINS_ENV, "") if names is None else names
+    loaded = []
+    for name in [n.strip() for n in text.split(",") if n.strip()]:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as error:
+            raise ImportError(f"${PLUGINS_ENV} names {name!r}, which cannot be imported: {error}") from error
+        for spec in specs_of(module):
+            register(spec)
+        loaded.append(name)
+    return loaded
 
 
-EDITORS: dict[str, EditorSpec] = {s.name: s for s in [
-    EditorSpec("unedited", NoHparams, lambda bb, req, hp, prepared: NoEdit(), changes_model=False,
-               summary="no edit: the papers' Base / Backbone Model row"),
-    EditorSpec("ft-last", FTHparams, _ft,
-               summary="fine-tune the language model's last decoder layer (MMEdit, UniKE)"),
-    EditorSpec("ft-vision", FTVisionHparams, _ft, summary="fine-tune the ViT's last block (MMEdit's FT vision block)"),
-    EditorSpec("ke", KEHparams, apply_ke, prepare_ke,
-               summary="Knowledge Editor: a BiLSTM hypernetwork predicts the update from the gradient"),
-    EditorSpec("mend", MENDHparams, apply_mend, prepare_mend,
-               summary="MEND: editor networks on the gradient factors of the last three FFNs"),
-    EditorSpec("mend-vision", MENDVisionHparams, apply_mend, prepare_mend,
-               summary="MEND on the vision module: the last ViT block's and Q-Former layer's FFN"),
-    EditorSpec("t-patcher", TPatcherHparams, apply_tpatcher, prepare_tpatcher,
-               summary="T-Patcher: one trained patch neuron per target token in the last FFN",
-               prepare_fields=("layers", "memory_size", "memory_cases", "seed")),
-    EditorSpec("ike", IKEHparams, apply_ike, prepare_ike, sequential=False,
-               summary="IKE: k retrieved demonstrations and the new fact before every query",
-               prepare_fields=("kinds",)),
-    EditorSpec("serac", SERACHparams, apply_serac, prepare_serac,
-               summary="SERAC: edit memory, scope classifier, counterfactual model",
-               prepare_fields=("classifier_hidden", "classifier_epochs", "classifier_lr", "cf_steps", "cf_batch",
-                               "cf_lr", "counterfactual", "cf_layers", "small_model", "seed")),
-    EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike,
-               summary="UniKE: extra FFN key-value pairs + latent in-context memory, collaborating via ζ and α",
-               prepare_fields=UNIKE_PREPARE_FIELDS),
-    EditorSpec("grace", GRACEHparams, apply_grace,
-               summary="GRACE: a key-value codebook at the last FFN output; values replace the output within ε"),
-    EditorSpec("balancedit", BalancEditHparams, apply_balancedit,
-               summary="BalancEdit: codebook of fine-tuned layer copies; radius from positive and black-image "
-                       "negative samples"),
-]}
+for _module in BUILTIN:
+    for _spec in specs_of(importlib.import_module(f".{_module}", __package__)):
+        register(_spec)
+load_plugins()
+
+
+class SpecTable(Mapping):
+    """editor -> one thing its spec says, read live (so an editor registered later is in it too).
+
+        >>> SpecTable(lambda spec: spec.label)["ft-last"]
+        'FT (last layer)'
+    """
+
+    def __init__(self, read: Callable[[EditorSpec], Any]):
+        self._read = read
+
+    def __getitem__(self, name: str):
+        if name not in EDITORS:
+            raise KeyError(f"unknown editor {name!r}; known: {', '.join(sorted(EDITORS))}")
+        return self._read(EDITORS[name])
+
+    def __iter__(self):
+        return iter(list(EDITORS))
+
+    def __len__(self) -> int:
+        return len(EDITORS)
+
+
+LABELS = SpecTable(lambda spec: spec.label)  # row names of MMEdit Table 2 and UniKE Table 1
+SHORT_LABELS = SpecTable(lambda spec: spec.row_label)  # of UniKE Tables 2, 3, 5 and BalancEdit ("FT", "IKE", "Base")
+SMOKE_HPARAMS = SpecTable(lambda spec: spec.smoke)  # CI's smoke runs train each prepare for seconds, not minutes
 
 
 class Editor:
@@ -106,9 +124,8 @@ class Editor:
         from ..backbones.backbone import state_hash
         from .base import records_of
         from .prepared import records_digest
-        fields = dataclasses.asdict(self.hparams)
-        if self.spec.prepare_fields is not None:
-            fields = {k: fields[k] for k in self.spec.prepare_fields}
+        values = dataclasses.asdict(self.hparams)
+        fields = {k: values[k] for k in self.spec.prepare_fields}
         return {"editor": self.name, "hparams": fields, "backbone_sha256": state_hash(backbone.model),
                 "train": records_digest(records_of(train))}
 
@@ -181,7 +198,7 @@ def sequential_problem(name: str, hparams) -> str | None:
     """Why editor `name` with `hparams` cannot keep several edits at once (its registry entry, else the hparams'
     own `sequential_problem()`); None when it can."""
     if not get_spec(name).sequential:
-        return "keeps one edit at a time (the registry's `sequential=False`)"
+        return f"keeps one edit at a time: {get_spec(name).one_at_a_time}"
     return getattr(hparams, "sequential_problem", lambda: None)()
 
 

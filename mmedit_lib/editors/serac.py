@@ -41,25 +41,24 @@ import torch
 from ..backbones.backbone import Backbone, Query
 from .base import EditRequest, frozen, records_of
 from .float32 import Float32Adam
-from .ike import embed
+from .ike import EMBED_DIM, embed
 from .routing import RouterEdit, fact_context, in_context
-
-EMBED_DIM = 384
+from .spec import FP16, FP32, EditorSpec, Memory, prepare_field
 
 
 @dataclasses.dataclass
 class SERACHparams:
     threshold: float = 0.5  # scope probability at which the counterfactual model answers
-    classifier_hidden: int = 256
-    classifier_epochs: int = 5
-    classifier_lr: float = 1e-3
-    cf_steps: int = 300  # counterfactual-model fine-tuning steps
-    cf_batch: int = 8
-    cf_lr: float = 1e-4
-    counterfactual: str = "copy"  # "copy": the backbone with `cf_layers` trained; "small": EasyEdit's BLIP-2 reading
-    cf_layers: tuple[int, ...] = ()  # "copy": the LM layers trained (empty: the whole language model)
-    small_model: str = ""  # "small": a local folder, or random:<published language model> ("": $MMEDIT_SERAC_SMALL)
-    seed: int = 0
+    classifier_hidden: int = prepare_field(256)
+    classifier_epochs: int = prepare_field(5)
+    classifier_lr: float = prepare_field(1e-3)
+    cf_steps: int = prepare_field(300)  # counterfactual-model fine-tuning steps
+    cf_batch: int = prepare_field(8)
+    cf_lr: float = prepare_field(1e-4)
+    counterfactual: str = prepare_field("copy")  # "copy": the backbone with `cf_layers` trained; "small": EasyEdit's BLIP-2 reading
+    cf_layers: tuple[int, ...] = prepare_field(())  # "copy": the LM layers trained (empty: the whole language model)
+    small_model: str = prepare_field("")  # "small": a local folder, or random:<published language model> ("": $MMEDIT_SERAC_SMALL)
+    seed: int = prepare_field(0)
 
     def check(self) -> None:
         """Refuses an unknown `counterfactual`, or a "small" one without its model; resolves $MMEDIT_SERAC_SMALL."""
@@ -337,3 +336,19 @@ def apply_serac(bb: Backbone, request: EditRequest, hp: SERACHparams, prepared: 
     if previous is not None and not memory:
         raise RuntimeError("SERAC cannot stack on another routing edit")
     return RouterEdit(bb, SERACRouter(bb, prepared, memory + (request.query,), hp.threshold))
+
+
+def memory(s, hp: SERACHparams) -> Memory:
+    """An edit keeps its text; prepare keeps the counterfactual model's own weights (what it does not train is the
+    backbone's, shared) and the scope classifier."""
+    if hp.counterfactual == "small":
+        counterfactual = small_parameters(hp.small_model, s.bridge_hidden)
+    else:
+        counterfactual = len(set(hp.cf_layers)) * s.layer if hp.cf_layers else s.language
+    return Memory(0, 0, counterfactual * FP16 + 4 * EMBED_DIM * hp.classifier_hidden * FP32)
+
+
+SPEC = EditorSpec("serac", SERACHparams, apply_serac, prepare_serac, label="SERAC", memory=memory,
+                  quick={"cf_steps": 2, "classifier_epochs": 1}, smoke={"cf_steps": 10, "classifier_epochs": 2},
+                  architecture_only=architecture_only, prepare_gib=counterfactual_gib,
+                  summary="SERAC: edit memory, scope classifier, counterfactual model")

@@ -24,11 +24,12 @@ from ..backbones.backbone import Backbone
 from .base import EditRequest, frozen
 from .float32 import Float32Adam
 from .ffn_patch import FFNPatch, PatchEdit, patched
+from .spec import FP16, FP32, EditorSpec, Memory, adam_bytes, prepare_field
 
 
 @dataclasses.dataclass
 class TPatcherHparams:
-    layers: tuple[int, ...] = (-1,)  # the last FFN layer (T-Patcher)
+    layers: tuple[int, ...] = prepare_field((-1,))  # the last FFN layer (T-Patcher)
     steps: int = 60  # most optimisation steps per edit
     lr: float = 1e-2
     act_weight: float = 1.0  # a
@@ -36,9 +37,9 @@ class TPatcherHparams:
     beta: float = -3.0  # memory activation threshold β
     gamma: float = -3.0  # margin γ
     topk: int = 1000  # k of S(.; k)
-    memory_size: int = 4000  # queries kept in M
-    memory_cases: int = 300  # train cases whose inputs fill M
-    seed: int = 0
+    memory_size: int = prepare_field(4000)  # queries kept in M
+    memory_cases: int = prepare_field(300)  # train cases whose inputs fill M
+    seed: int = prepare_field(0)
 
 
 def prepare_tpatcher(bb: Backbone, train, hp: TPatcherHparams) -> dict:
@@ -120,3 +121,15 @@ def apply_tpatcher(bb: Backbone, request: EditRequest, hp: TPatcherHparams, prep
         params += [keys, bias, values]
     fit_patches(bb, batch, positions, patches, params, prepared["memory"], hp)
     return PatchEdit(bb, {layer: [p.detached()] for layer, p in patches.items()})
+
+
+def memory(s, hp: TPatcherHparams) -> Memory:
+    """One trained neuron (key, bias, value) per target token; the memory of FFN inputs."""
+    neurons = (2 * s.d + 1) * s.answer_tokens
+    return Memory(adam_bytes(neurons), neurons * FP16, hp.memory_size * s.d * FP32)
+
+
+SPEC = EditorSpec("t-patcher", TPatcherHparams, apply_tpatcher, prepare_tpatcher, label="T-Patcher",
+                  edit_steps="steps", memory=memory, quick_cases=("memory_cases",),
+                  smoke={"memory_cases": 10, "steps": 10},
+                  summary="T-Patcher: one trained patch neuron per target token in the last FFN")

@@ -38,6 +38,7 @@ from .ike import IKEHparams, prepare_ike, retrieve
 from .knowledge_memory import error_triplets, extract_states, query_states
 from .latent_ike import READINGS, LatentConfig, LatentMemoryEdit, LatentStore, installed_stores, suspended
 from .routing import InContextRouter, RouterEdit, fact_context, in_context
+from .spec import FP16, FP32, EditorSpec, Memory, adam_bytes, prepare_field
 from .tpatcher import TPatcherHparams, fit_patches, prepare_tpatcher
 
 EXTERNAL = ("latent", "vanilla", "none")
@@ -46,7 +47,7 @@ ZETAS = ("truthful", "semantic", "random", "none")
 
 @dataclasses.dataclass
 class UniKEHparams:
-    n_layers: int = 4  # the last L decoder layers (paper: 4)
+    n_layers: int = prepare_field(4)  # the last L decoder layers (paper: 4)
     n_extra: int = 10  # n_e extra key-value pairs per layer (paper: 10)
     intrinsic: bool = True  # assimilation: the extra key-value pairs
     external: str = "latent"  # accommodation: latent | vanilla (text IKE) | none
@@ -66,14 +67,14 @@ class UniKEHparams:
     patch_gamma: float = -3.0  # T-Patcher's γ (margin)
     patch_topk: int = 1000
     # what prepare builds
-    memory_triplets: int = 3000  # knowledge-memory triplets (paper: >15K; the issue: >= 3000)
-    patch_memory_cases: int = 300  # train cases whose FFN inputs form the patch memory
-    patch_memory_size: int = 4000
-    encoder_epochs: int = 30
-    encoder_lr: float = 1e-4  # Adam (UniKE D.3)
-    temperature: float = 0.1
+    memory_triplets: int = prepare_field(3000)  # knowledge-memory triplets (paper: >15K; the issue: >= 3000)
+    patch_memory_cases: int = prepare_field(300)  # train cases whose FFN inputs form the patch memory
+    patch_memory_size: int = prepare_field(4000)
+    encoder_epochs: int = prepare_field(30)
+    encoder_lr: float = prepare_field(1e-4)  # Adam (UniKE D.3)
+    temperature: float = prepare_field(0.1)
     ike_k: int = 32  # demonstrations for external="vanilla"
-    seed: int = 0
+    seed: int = prepare_field(0)
 
     def __post_init__(self):
         choices = {"external": EXTERNAL, "alpha_mode": ("dynamic", "fixed"), "alpha_reading": READINGS,
@@ -90,10 +91,6 @@ class UniKEHparams:
             return ("its external knowledge is a text context (IKE's demonstrations and the new fact), which the "
                     "next edit would replace, as IKE's would")
         return None
-
-
-PREPARE_FIELDS = ("n_layers", "memory_triplets", "patch_memory_cases", "patch_memory_size", "encoder_epochs",
-                  "encoder_lr", "temperature", "seed")
 
 
 def edited_layers(bb: Backbone, hp: UniKEHparams) -> tuple[int, ...]:
@@ -116,7 +113,8 @@ def prepare_unike(bb: Backbone, train, hp: UniKEHparams) -> dict:
     memory = extract_states(bb, triplets, layers)
     cfg = DisentangleConfig(lr=hp.encoder_lr, epochs=hp.encoder_epochs, temperature=hp.temperature, seed=hp.seed)
     encoders = {layer: train_encoders(memory[layer], cfg) for layer in layers}
-    patch_memory = prepare_tpatcher(bb, train, _patch_hparams(hp, layers))["memory"]
+    patch_memory = prepare_tpatcher(bb, train, TPatcherHparams(  # the fields T-Patcher's prepare reads
+        layers=layers, memory_size=hp.patch_memory_size, memory_cases=hp.patch_memory_cases, seed=hp.seed))["memory"]
     return {"layers": layers, "memory": memory, "encoders": encoders, "patch_memory": patch_memory,
             "ike": prepare_ike(bb, train, IKEHparams()), "triplets": len(triplets)}
 
@@ -205,3 +203,19 @@ def apply_unike(bb: Backbone, request: EditRequest, hp: UniKEHparams, prepared: 
             edit.restore()
         raise
     return CompositeEdit(edits)
+
+
+def memory(s, hp: UniKEHparams) -> Memory:
+    """Its extra key-value pairs per edited layer (trained, then kept with the edit's latent entry); the knowledge
+    memory, its two encoders and the patch memory per layer."""
+    layers = min(hp.n_layers, s.n_layers)
+    pair = 3 * s.d if s.family == "llama" else 2 * s.d + 1  # a SwiGLU key-value pair (gate, up, down) or a ReLU one
+    pairs = hp.n_extra * pair * layers
+    resident = layers * (3 * hp.memory_triplets * s.d + 2 * (4 * s.d * s.d) + hp.patch_memory_size * s.d)
+    return Memory(adam_bytes(pairs), pairs * FP16 + 2 * s.d * layers * FP32, resident * FP32)
+
+
+SPEC = EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike, label="UniKE", edit_steps="steps", memory=memory,
+                  quick={"encoder_epochs": 1, "steps": 5}, quick_cases=("memory_triplets", "patch_memory_cases"),
+                  smoke={"memory_triplets": 64, "encoder_epochs": 2, "patch_memory_cases": 10, "steps": 10},
+                  summary="UniKE: extra FFN key-value pairs + latent in-context memory, collaborating via ζ and α")

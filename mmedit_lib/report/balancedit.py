@@ -12,10 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from ..data.loaders import load_records
+from ..editors.registry import SHORT_LABELS as LABELS  # noqa: F401  BalancEdit Table 3's row names ("Base", "FT")
 from ..runners.cases import data_file
 
-LABELS = {"unedited": "Base", "ft-last": "FT", "ike": "IKE", "mend": "MEND", "grace": "GRACE",
-          "balancedit": "BalancEdit"}  # BalancEdit Table 3's row names
 DATASETS = {"vqa": "MMEDIT", "okedit": "OKEDIT"}  # our task -> the paper's dataset column
 PAPER_BACKBONE = {"tiny-blip2-opt": "blip2-opt", "tiny-minigpt4": "minigpt4"}
 METRICS = ["rel", "t_gen", "m_gen", "loc", "hm"]

@@ -28,13 +28,13 @@ depend on sequence length (IKE's 32 demonstrations make its inputs ~30x longer);
 """
 from __future__ import annotations
 
-import dataclasses
 
 import pandas as pd
 import torch
 
+from ..editors.spec import FP16
+
 GIB = 2 ** 30
-FP16, FP32 = 2, 4
 
 
 def full_size_config(name: str):
@@ -73,94 +73,47 @@ def parameter_counts(name: str) -> dict:
             "total": _count(model)}
 
 
-@dataclasses.dataclass
-class _Shape:
-    """The sizes an editor's own tensors depend on, read from the meta model."""
-    family: str
-    d: int
-    d_ffn: int
-    n_layers: int
-    layer: int  # parameters of one decoder layer
-    vision_block: int
-    ffn_linear: dict  # site -> (d_out, d_in) of the FFN's Linear at that site
-    vision_ffns: dict  # MEND (vision module)'s Linears: the last ViT block's and Q-Former layer's FFN -> (out, in)
-
-
-def _shape(name: str) -> _Shape:
+def full_size_shape(name: str, answer_tokens: int = 8, train_records: int = 6346):
+    """The sizes of full-size backbone `name` that the editors' memory rules read (`editors.spec.FullSize`),
+    from its meta model."""
     from ..backbones.sites import site_path
+    from ..editors.spec import FullSize
     model = meta_model(name)
     text = model.config.text_config
-    family = text.model_type
-    n = text.num_hidden_layers
+    family, n = text.model_type, text.num_hidden_layers
     ffn = {site: tuple(model.get_submodule(site_path(family, site, -1, n)).weight.shape)
            for site in ("ffn_in", "ffn_out")}
-    depth = {"vision": model.config.vision_config.num_hidden_layers, "qformer": model.config.qformer_config.num_hidden_layers}
+    depth = {"vision": model.config.vision_config.num_hidden_layers,
+             "qformer": model.config.qformer_config.num_hidden_layers}
     vision_ffns = {site: tuple(model.get_submodule(site_path(family, site, -1, depth[site.split("_")[0]])).weight.shape)
                    for site in ("vision_ffn_in", "vision_ffn_out", "qformer_ffn_in", "qformer_ffn_out")}
-    return _Shape(family, text.hidden_size, ffn["ffn_out"][1], n,
-                  _count(model.get_submodule(site_path(family, "layer", -1, n))),
-                  _count(model.vision_model.encoder.layers[-1]), ffn, vision_ffns)
-
-
-def _adam(params: int, dtype_bytes: int = FP16) -> int:
-    """Bytes to train `params` with Adam while an edit is made: their gradient and the two moments."""
-    return 3 * params * dtype_bytes
+    return FullSize(family=family, d=text.hidden_size, n_layers=n,
+                    layer=_count(model.get_submodule(site_path(family, "layer", -1, n))),
+                    vision_block=_count(model.vision_model.encoder.layers[-1]),
+                    language=_count(model.language_model), bridge_hidden=model.config.qformer_config.hidden_size,
+                    ffn_linear=ffn, edited_ffns={f"{site}.{layer}": ffn[site] for site in ffn for layer in range(3)},
+                    vision_ffns=vision_ffns, answer_tokens=answer_tokens, train_records=train_records)
 
 
 def editor_memory(name: str, n_edits: int = 1, backbone_hparams: str | None = None, answer_tokens: int = 8,
                   train_records: int = 6346) -> pd.DataFrame:
-    """One row per editor: GiB of the backbone, what an edit trains and keeps to restore, what each kept edit
-    adds, and what `prepare` leaves resident, with the editors' paper hparams (or `backbone_hparams`' yaml).
-    `answer_tokens`: target tokens per edit (T-Patcher adds one neuron per token); `train_records`: the train split
-    IKE indexes (6,346 in BalancEdit §4.5)."""
-    from ..editors.ke import KENet
-    from ..editors.mend import MENDNet
-    from ..editors.registry import make_hparams
-    from ..editors.serac import EMBED_DIM
-    from .onestep import LABELS
-    from ..editors.serac import architecture_only, small_parameters
-    hp = {e: make_hparams(e, backbone_hparams) for e in ("ke", "mend", "mend-vision", "t-patcher", "unike")}
-    hp["serac"] = make_hparams("serac", backbone_hparams,
-                               **(architecture_only(backbone_hparams) if backbone_hparams else {}))
-    counts, s = parameter_counts(name), _shape(name)
-    weights = counts["total"] * FP16
-    shapes = {f"{site}.{layer}": s.ffn_linear[site] for site in ("ffn_in", "ffn_out") for layer in range(3)}
-    with torch.device("meta"):
-        mend = _count(MENDNet(shapes, hp["mend"].rank, 1e-4))
-        mend_vision = _count(MENDNet(s.vision_ffns, hp["mend-vision"].rank, 1e-4))
-        ke = _count(KENet(s.d, shapes, hp["ke"].lstm_hidden, hp["ke"].head_hidden, 1.0))
-    vision_ffns = sum(o * i + o for o, i in s.vision_ffns.values())
-    edited_ffns = sum(o * i + o for o, i in shapes.values())  # MEND's and KE's edited Linears, three layers
-    unike, tp = hp["unike"], hp["t-patcher"]
-    unike_layers = min(unike.n_layers, s.n_layers)
-    pair = 3 * s.d if s.family == "llama" else 2 * s.d + 1  # a SwiGLU key-value pair (gate, up, down) or a ReLU one
-    neuron = 2 * s.d + 1  # a T-Patcher neuron: key, bias, value
-    last_ffn_out = s.ffn_linear["ffn_out"][0] * (s.ffn_linear["ffn_out"][1] + 1)
-    serac = hp["serac"]  # its counterfactual model's own weights (what it does not train is the backbone's, shared)
-    if serac.counterfactual == "small":
-        counterfactual = small_parameters(serac.small_model, full_size_config(name).qformer_config.hidden_size)
-    else:
-        counterfactual = len(set(serac.cf_layers)) * s.layer if serac.cf_layers else counts["language"]
-    rows = [  # (editor, while an edit is made, what each kept edit holds, what prepare leaves resident)
-        ("ft-last", _adam(s.layer), s.layer * FP16, 0),  # kept: the layer's copy restore() needs
-        ("ft-vision", _adam(s.vision_block), s.vision_block * FP16, 0),
-        ("ke", edited_ffns * FP16, edited_ffns * FP16, ke * FP32),  # the update formed; kept: the restore copy
-        ("mend", edited_ffns * FP16, edited_ffns * FP16, mend * FP32),
-        ("mend-vision", vision_ffns * FP16, vision_ffns * FP16, mend_vision * FP32),
-        ("t-patcher", _adam(neuron * answer_tokens), neuron * answer_tokens * FP16, tp.memory_size * s.d * FP32),
-        ("ike", 0, 0, train_records * EMBED_DIM * FP32),  # the edit's text only
-        ("serac", 0, 0, counterfactual * FP16 + (4 * EMBED_DIM * serac.classifier_hidden) * FP32),
-        ("unike", _adam(unike.n_extra * pair * unike_layers),
-         unike.n_extra * pair * unike_layers * FP16 + 2 * s.d * unike_layers * FP32,  # its pairs; its latent entry
-         unike_layers * (3 * unike.memory_triplets * s.d + 2 * (4 * s.d * s.d) + unike.patch_memory_size * s.d) * FP32),
-        ("grace", _adam(s.d), 2 * s.d * FP16, 0),  # kept: a key and a value
-        ("balancedit", _adam(last_ffn_out), (last_ffn_out + s.d) * FP16, 0),  # kept: a key and a layer copy
-    ]
+    """One row per editor with a memory rule (its spec's `memory`): GiB of the backbone, what an edit trains and
+    keeps to restore, what each kept edit adds, and what `prepare` leaves resident, with the editors' paper hparams
+    (or `backbone_hparams`' yaml). `answer_tokens`: target tokens per edit (T-Patcher adds one neuron per token);
+    `train_records`: the train split IKE indexes (6,346 in BalancEdit §4.5)."""
+    from ..editors.registry import EDITORS, make_hparams
+    sizes = full_size_shape(name, answer_tokens, train_records)
+    weights = parameter_counts(name)["total"] * FP16
     out = []
-    for editor, during, per_edit, resident in rows:
-        out.append({"editor": LABELS[editor], "backbone (GiB)": weights / GIB, "prepare keeps (GiB)": resident / GIB,
-                    "while an edit is made (GiB)": during / GIB, "each kept edit (MiB)": per_edit / 2 ** 20,
-                    f"total after {n_edits} edits (GiB)": (weights + resident + during + n_edits * per_edit) / GIB})
+    for editor, spec in EDITORS.items():
+        if spec.memory is None:
+            continue
+        fixed = spec.architecture_only(backbone_hparams) if spec.architecture_only and backbone_hparams else {}
+        need = spec.memory(sizes, make_hparams(editor, backbone_hparams, **fixed))
+        out.append({"editor": spec.label, "backbone (GiB)": weights / GIB, "prepare keeps (GiB)": need.resident / GIB,
+                    "while an edit is made (GiB)": need.during / GIB, "each kept edit (MiB)": need.per_edit / 2 ** 20,
+                    f"total after {n_edits} edits (GiB)":
+                        (weights + need.resident + need.during + n_edits * need.per_edit) / GIB})
     return pd.DataFrame(out)
 
 

@@ -16,24 +16,11 @@ import dataclasses
 
 import pandas as pd
 
+from ..editors.registry import LABELS, SHORT_LABELS, SMOKE_HPARAMS  # noqa: F401  (the editors' specs say them)
 from ..metrics.aggregate import summarize, summarize_with_averages
 from ..metrics.provenance import resolve_protocols
 from ..runners.run import RunSpec, run
 from ..world.ensure import ensure_world, runs_dir
-
-LABELS = {"unedited": "Backbone Model", "ft-vision": "FT (vision block)", "ft-last": "FT (last layer)", "ke": "KE",
-          "t-patcher": "T-Patcher", "mend": "MEND", "mend-vision": "MEND (vision module)",
-          "ike": "In-Context Editing", "serac": "SERAC", "unike": "UniKE", "grace": "GRACE",
-          "balancedit": "BalancEdit"}  # the papers' row names (MMEdit Table 2, UniKE Table 1)
-SHORT_LABELS = {**LABELS, "ft-last": "FT", "ike": "IKE"}  # UniKE Tables 2, 3 and 5 name these two so
-
-
-# Smoke runs (CI) train each prepare for seconds, not minutes: they check the pipeline, not the editors' quality.
-SMOKE_HPARAMS = {"mend": {"steps": 20, "norm_cases": 5}, "mend-vision": {"steps": 20, "norm_cases": 5},
-                 "ke": {"steps": 20}, "serac": {"cf_steps": 10, "classifier_epochs": 2},
-                 "t-patcher": {"memory_cases": 10, "steps": 10},
-                 "unike": {"memory_triplets": 64, "encoder_epochs": 2, "patch_memory_cases": 10, "steps": 10},
-                 "grace": {"steps": 10}, "balancedit": {"steps": 20}}
 
 
 @dataclasses.dataclass

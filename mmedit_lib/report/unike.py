@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..editors.latent_ike import LatentConfig, latent_shift
 from ..editors.registry import Editor
-from ..editors.unike import PREPARE_FIELDS, latent_stores
+from ..editors.unike import latent_stores
 from ..metrics.aggregate import summarize_with_averages
 from ..runners.evaluate import evaluate_cases, locality_reference
 
@@ -96,7 +96,7 @@ def with_hparams(editor, **changes):
 
         >>> live = with_hparams(editor, beta=0.5, top_k=8)                            # doctest: +SKIP
     """
-    shared = sorted(set(changes) & set(PREPARE_FIELDS))
+    shared = sorted(set(changes) & set(editor.spec.prepare_fields))
     if shared:
         raise ValueError(f"{', '.join(shared)} change what prepare builds; make and prepare a new editor instead")
     copy = Editor(editor.spec, dataclasses.replace(editor.hparams, **changes))

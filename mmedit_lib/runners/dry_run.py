@@ -11,7 +11,7 @@ What runs: the architecture is `backbones/published/<backbone>.json` (values of 
 target dtype with seeded random weights (nothing is downloaded or loaded); the tokenizer is a word-level one of
 the config's vocabulary size with the config's special-token ids (`build_tokenizer`); the cases are MMEdit-schema
 records (`dry_run_records`) with generated PNG images, made into cases by `runners.cases.record_case`. Each editor
-gets `--prepare-cases` train cases (default 3) and `QUICK` step counts for `prepare` (as the editor contract test:
+gets `--prepare-cases` train cases (default 3) and its spec's `quick` step counts for `prepare` (as the contract test:
 the dry run checks the path, not how well an editor learns), then edits one more case.
 
 Per editor (one row): `prepare_s`, `edit_s`; `prepare_peak_gib` / `edit_peak_gib`, the resident high-water mark
@@ -21,7 +21,7 @@ process's own peak so far; `nonfinite` (floating state entries that are not fini
 build); `acc_before` / `acc_after`, the teacher-forced token accuracy of the edit's own target (`tf-token`) before
 and while the edit is applied, and `took_effect` (acc_after == 1). An editor that raises is a row with status
 "error: ..." and its traceback; SERAC, whose `prepare` fine-tunes a counterfactual model, is checked against
-/proc/meminfo's MemAvailable first and is a "does not fit" row when it cannot fit (`serac.counterfactual_gib`).
+/proc/meminfo's MemAvailable first and is a "does not fit" row when it cannot fit (its spec's `prepare_gib`: SERAC's `counterfactual_gib`).
 """
 from __future__ import annotations
 
@@ -44,23 +44,20 @@ PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "backbones" / "published"
 # every editor, in the order a partial run should reach them (most used first; SERAC's copy last of the LM ones)
 ORDER = ("ft-last", "ft-vision", "grace", "balancedit", "t-patcher", "mend", "ke", "unike", "ike", "serac",
          "mend-vision")
-# editors whose `steps` counts the optimisation steps of one edit (what `--steps` sets); MEND's and KE's count
-# the steps of `prepare`
-EDIT_STEPS = ("ft-last", "ft-vision", "grace", "balancedit", "t-patcher", "unike")
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # BLIP-2's image processor (OpenAI CLIP's normalisation)
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def quick(n_cases: int) -> dict:
-    """`prepare` in a few steps on `n_cases` train cases (tests/test_editor_contract.py's QUICK counts).
+def quick(name: str, n_cases: int) -> dict:
+    """`prepare` in a few steps on `n_cases` train cases: the editor's spec's `quick` hparams (those of the editor
+    contract test), without its count of edit steps (that is `--steps`' job; unset, the hparams' own).
 
-        >>> quick(3)["mend"]
+        >>> quick("mend", 3)
         {'steps': 5, 'norm_cases': 3}
     """
-    return {"mend": {"steps": 5, "norm_cases": n_cases}, "mend-vision": {"steps": 5, "norm_cases": n_cases},
-            "ke": {"steps": 5}, "serac": {"cf_steps": 2, "classifier_epochs": 1},
-            "t-patcher": {"memory_cases": n_cases},
-            "unike": {"memory_triplets": n_cases, "encoder_epochs": 1, "patch_memory_cases": n_cases}}
+    from ..editors.registry import get_spec
+    spec = get_spec(name)
+    return {k: v for k, v in spec.quick_hparams(n_cases).items() if k != spec.edit_steps}
 
 
 # ---- the architecture, with random weights -----------------------------------------------------------------------
@@ -271,12 +268,13 @@ def editor_overrides(name: str, n_cases: int, steps: int | None, hparams_backbon
     """The hparams a dry run sets on top of the backbone's file: `quick` prepare counts, `steps` per edit, and for
     a SERAC whose file says counterfactual "small", that small model's architecture with random weights (the
     backbone's are random too: nothing is loaded)."""
-    out = dict(quick(n_cases).get(name, {}))
-    if steps is not None and name in EDIT_STEPS:
-        out["steps"] = steps
-    if name == "serac" and hparams_backbone is not None:
-        from ..editors.serac import architecture_only
-        out.update(architecture_only(hparams_backbone))
+    from ..editors.registry import get_spec
+    spec = get_spec(name)
+    out = quick(name, n_cases)
+    if steps is not None and spec.edit_steps:
+        out[spec.edit_steps] = steps
+    if spec.architecture_only is not None and hparams_backbone is not None:
+        out.update(spec.architecture_only(hparams_backbone))
     return out
 
 
@@ -290,9 +288,8 @@ def dry_run_editor(bb: Backbone, name: str, train: list, case, reference: str, s
     edit, stage = None, "hparams"
     try:
         editor = make_editor(name, backbone=hparams_backbone or bb.name, **overrides)
-        if name == "serac":
-            from ..editors.serac import counterfactual_gib
-            needs, available = counterfactual_gib(bb, editor.hparams), mem_available_gib()
+        if editor.spec.prepare_gib is not None:
+            needs, available = editor.spec.prepare_gib(bb, editor.hparams), mem_available_gib()
             if needs > available:
                 row["status"] = f"does not fit: needs {needs:.1f} GiB, {available:.1f} GiB available"
                 return row

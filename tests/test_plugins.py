@@ -1,0 +1,89 @@
+"""A researcher's own editor is one file: put on the Python path and named in $MMEDIT_PLUGINS, it passes the
+contract, runs one-step and sequentially, from the CLI, and in a notebook's table, with no file of the package
+changed (tests/fixtures/plugins/toy_editor.py, copied to a temporary folder)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mmedit_lib.editors import registry
+from mmedit_lib.editors.contract import check_contract
+from mmedit_lib.paths import REPO_ROOT
+from mmedit_lib.runners.cases import load_cases
+from mmedit_lib.runners.run import RunSpec, run
+
+from conftest import FIXTURES
+
+pytestmark = pytest.mark.slow
+BACKBONE = "tiny-blip2-opt"
+
+
+def tracked_changes() -> str:
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture()
+def toy(tmp_path, monkeypatch):
+    """The toy editor's module in a temporary package path, registered; unregistered afterwards."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "plugins" / "toy_editor.py", folder / "toy_editor.py")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("MMEDIT_PLUGINS", "toy_editor")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("MMEDIT_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MMEDIT_EXECUTED_DIR", str(tmp_path / "executed"))
+    assert "toy-ffn" not in registry.EDITORS
+    assert registry.load_plugins() == ["toy_editor"]
+    yield tmp_path
+    registry.EDITORS.pop("toy-ffn", None)
+    sys.modules.pop("toy_editor", None)
+
+
+def test_a_new_editor_is_one_file(toy, smoke_world, shipped):
+    before = tracked_changes()
+    world, _ = smoke_world(BACKBONE)
+    bb = shipped(BACKBONE)
+    spec = registry.get_spec("toy-ffn")
+    assert registry.LABELS["toy-ffn"] == "Toy (last FFN)" and spec.prepare_fields == ("warm_cases",)
+
+    check_contract(registry.make_editor("toy-ffn", BACKBONE, **spec.quick_hparams()), bb,
+                   load_cases(bb, world, "vqa", n=3, seed=0))
+
+    one = run(RunSpec(editor="toy-ffn", backbone=BACKBONE, n=4, data_dir=str(world)), bb=bb,
+              runs_dir=toy / "runs", progress=False)
+    seq = run(RunSpec(editor="toy-ffn", backbone=BACKBONE, setting="seq", k=2, n=4, data_dir=str(world)), bb=bb,
+              runs_dir=toy / "runs", progress=False)
+    assert len(one.rows) == 4 and len(seq.rows) == 4 and {r["group_size"] for r in seq.rows} == {2}
+    assert sum(r["rel"] for r in one.rows) > 0  # it edits
+
+    cli = subprocess.run([sys.executable, "-m", "mmedit_lib", "run", "--editor", "toy-ffn", "--backbone", BACKBONE,
+                          "--n", "2", "--data-dir", str(world), "--runs-dir", str(toy / "cli")],
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert "toy-ffn on tiny-blip2-opt" in cli.stdout
+
+    from mmedit_lib.notebooks import execute_notebook
+    out = toy / "executed"
+    out.mkdir()
+    execute_notebook("efficiency_editing_cost", out, {"backbones": [BACKBONE], "editors": ["toy-ffn"],
+                                                     "smoke": True, "data_dir": str(world)})
+    executed = json.loads((out / "efficiency_editing_cost.ipynb").read_text())
+    shown = "".join(json.dumps(c.get("outputs", [])) for c in executed["cells"] if c["cell_type"] == "code")
+    assert "Toy (last FFN)" in shown  # its row in the notebook's cost table
+    assert tracked_changes() == before  # no file of the package changed
+
+
+def test_a_plugin_that_cannot_be_imported_or_reuses_a_name_is_an_error(tmp_path, monkeypatch):
+    with pytest.raises(ImportError, match="no_such_plugin"):
+        registry.load_plugins("no_such_plugin")
+    (tmp_path / "clash.py").write_text("import dataclasses\nfrom mmedit_lib.editors import ft\n"
+                                       "SPEC = dataclasses.replace(ft.SPECS[0], label='mine')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="two editors are named 'ft-last'"):
+        registry.load_plugins("clash")
+    assert registry.LABELS["ft-last"] == "FT (last layer)"
