@@ -35,6 +35,24 @@ def hm_from_means(means: dict, hm_locality: str = "m_loc") -> float:
     return harmonic_mean([means["t_gen"], means["m_gen"], loc])
 
 
+def bootstrap(statistic, sizes, n_boot: int = N_BOOTSTRAP, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """The package's one bootstrap: the percentile CI of `statistic(picks)`, where `picks` holds one index array
+    per sample (`sizes[i]` units each), every sample resampled with replacement independently, in order.
+    A mean over cases is `bootstrap(lambda p: x[p[0]].mean(), [len(x)])`; a ratio of two runs
+    `bootstrap(lambda p: a[p[0]].mean() / b[p[1]].mean(), [len(a), len(b)])`; a paired difference resamples one
+    index into both runs.
+
+        >>> bootstrap(lambda p: np.arange(10.0)[p[0]].mean(), [10], n_boot=200)
+        (2.9, 6.4)
+    """
+    if not sizes or min(sizes) == 0:
+        raise ValueError("no cases to bootstrap")
+    rng = np.random.default_rng(seed)
+    stats = np.array([statistic([rng.integers(0, n, size=n) for n in sizes]) for _ in range(n_boot)])
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))
+
+
 def bootstrap_ci(values, statistic=np.mean, n_boot: int = N_BOOTSTRAP, seed: int = 0,
                  level: float = 0.95, groups=None) -> tuple[float, float]:
     """Percentile CI of `statistic` over cases resampled with replacement (rows of `values`); with `groups` (one
@@ -42,19 +60,14 @@ def bootstrap_ci(values, statistic=np.mean, n_boot: int = N_BOOTSTRAP, seed: int
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         raise ValueError("no cases to bootstrap")
-    rng = np.random.default_rng(seed)
     if groups is None:
-        idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    else:
-        labels = np.asarray(groups)
-        if len(labels) != len(values):
-            raise ValueError(f"{len(labels)} group labels for {len(values)} rows")
-        members = [np.flatnonzero(labels == g) for g in dict.fromkeys(labels.tolist())]
-        idx = [np.concatenate([members[j] for j in rng.integers(0, len(members), size=len(members))])
-               for _ in range(n_boot)]
-    stats = np.array([statistic(values[i]) for i in idx])
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(stats, tail)), float(np.percentile(stats, 100 - tail))
+        return bootstrap(lambda picks: statistic(values[picks[0]]), [len(values)], n_boot, seed, level)
+    labels = np.asarray(groups)
+    if len(labels) != len(values):
+        raise ValueError(f"{len(labels)} group labels for {len(values)} rows")
+    members = [np.flatnonzero(labels == g) for g in dict.fromkeys(labels.tolist())]
+    return bootstrap(lambda picks: statistic(values[np.concatenate([members[j] for j in picks[0]])]),
+                     [len(members)], n_boot, seed, level)
 
 
 def check_one_protocol(rows: list[dict]) -> tuple[str, str]:

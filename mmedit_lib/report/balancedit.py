@@ -50,7 +50,7 @@ def similarity_verdict(text: str, rows_a: list[dict], rows_b: list[dict], metric
     """
     import numpy as np
 
-    from ..metrics.aggregate import METRICS as ROW_METRICS, hm_from_means
+    from ..metrics.aggregate import METRICS as ROW_METRICS, bootstrap, hm_from_means
     b_by_case = {r["case_id"]: r for r in rows_b}
     pairs = [(r, b_by_case[r["case_id"]]) for r in rows_a if r["case_id"] in b_by_case]
     if not pairs:
@@ -64,9 +64,7 @@ def similarity_verdict(text: str, rows_a: list[dict], rows_b: list[dict], metric
             return hm_from_means(ma) - hm_from_means(mb)
         column = "m_loc" if metric == "loc" else metric  # BalancEdit's Loc is our image locality
         return ma[column] - mb[column]
-    rng = np.random.default_rng(seed)
-    diffs = np.array([stat(rng.integers(0, len(pairs), len(pairs))) for _ in range(n_boot)])
-    low, high = np.percentile(diffs, [2.5, 97.5])
+    low, high = bootstrap(lambda picks: stat(picks[0]), [len(pairs)], n_boot, seed)  # paired: one index, both runs
     observed = stat(np.arange(len(pairs)))
     result = ("reproduced" if -margin < low and high < margin else
               "not reproduced" if low >= margin or high <= -margin else "inconclusive")

@@ -40,8 +40,6 @@ def ratio(rows_a: list[dict], rows_b: list[dict], field: str = "edit_seconds", n
     b = np.array([r[field] for r in rows_b], dtype=float)
     if b.mean() <= 0:
         raise ValueError(f"{field} of the denominator averages {b.mean()}: no ratio")
-    rng = np.random.default_rng(seed)
-    draws = np.array([a[rng.integers(0, len(a), len(a))].mean() / b[rng.integers(0, len(b), len(b))].mean()
-                      for _ in range(n_boot)])
-    return {"mean": float(a.mean() / b.mean()), "ci_low": float(np.percentile(draws, 2.5)),
-            "ci_high": float(np.percentile(draws, 97.5))}
+    from ..metrics.aggregate import bootstrap
+    low, high = bootstrap(lambda picks: a[picks[0]].mean() / b[picks[1]].mean(), [len(a), len(b)], n_boot, seed)
+    return {"mean": float(a.mean() / b.mean()), "ci_low": low, "ci_high": high}

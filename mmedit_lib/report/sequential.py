@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..editors.registry import make_hparams, sequential_problem
-from ..metrics.aggregate import summarize_with_averages
+from ..metrics.aggregate import bootstrap, summarize_with_averages
 from ..metrics.provenance import resolve_protocols
 from ..runners.run import CROSS_TASK_K, RunSpec, run
 from ..world.ensure import ensure_world, runs_dir
@@ -129,14 +129,11 @@ def contrast(terms, score: str, by: str = "group", n_boot: int = 1000, seed: int
         ... # doctest: +SKIP
     """
     runs = [(_units(rows, score, by), weight) for rows, weight in terms]
-    rng = np.random.default_rng(seed)
 
-    def value(pick):
-        return sum(w * np.concatenate([u[i] for i in pick(u)]).mean() for u, w in runs)
-    mean = value(lambda u: range(len(u)))
-    draws = np.array([value(lambda u: rng.integers(0, len(u), size=len(u))) for _ in range(n_boot)])
-    return {"mean": float(mean), "ci_low": float(np.percentile(draws, 2.5)),
-            "ci_high": float(np.percentile(draws, 97.5))}
+    def value(picks):
+        return sum(w * np.concatenate([u[i] for i in pick]).mean() for (u, w), pick in zip(runs, picks))
+    low, high = bootstrap(value, [len(u) for u, _ in runs], n_boot, seed)
+    return {"mean": float(value([range(len(u)) for u, _ in runs])), "ci_low": low, "ci_high": high}
 
 
 def as_summary(**contrasts) -> pd.DataFrame:
