@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 import time
 from pathlib import Path
+
+from .overrides import parse_pairs
 
 
 def _threads(n: int | None) -> None:
@@ -76,37 +77,14 @@ def cmd_train_backbone(args) -> int:
 
 
 def parse_config_overrides(pairs: list[str], defaults) -> dict:
-    """`["opt_position_scale=0", "stage2_epochs=1.2"]` -> typed values; unknown keys and bad values raise ValueError."""
-    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
-    overrides = {}
+    """`["opt_position_scale=0", "stage2_epochs=1.2"]` -> typed values (`overrides.typed_pairs`); unknown keys and
+    bad values raise ValueError."""
+    from .overrides import defaults_of, typed_pairs
     for pair in pairs:
-        key, sep, text = pair.partition("=")
+        key = pair.partition("=")[0]
         if key in ("seed", "world_seed"):
             raise ValueError(f"--set {pair!r}: use --{key.replace('_', '-')}")
-        if not sep or key not in fields:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
-        default = fields[key]
-        if isinstance(default, str):
-            overrides[key] = text
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if default is None:  # the max_* step limits: an integer, or null for none
-            ok, kind = value is None or is_int, "an integer or null"
-        elif isinstance(default, bool):
-            ok, kind = isinstance(value, bool), "true or false"
-        elif isinstance(default, float):
-            ok, kind = is_int or isinstance(value, float), "a number"
-            value = float(value) if ok else value
-        else:
-            ok, kind = is_int, "an integer"
-        if not ok:
-            raise ValueError(f"--set {pair!r}: {key} takes {kind}")
-        overrides[key] = value
-    return overrides
+    return typed_pairs("train-backbone", defaults_of(defaults), pairs, what="setting")
 
 
 def write_report(name: str, folder: Path) -> dict:
@@ -147,7 +125,7 @@ def cmd_run(args) -> int:
     from .metrics.aggregate import format_summary, summarize
     from .runners.run import RunSpec, run
     try:
-        hparams = parse_hparams(args.set)
+        hparams = parse_pairs(args.set)
         k = args.k if args.k is not None else (10 if args.setting == "cross-task" else 1)
         task = "cross-task" if args.setting == "cross-task" else args.task
         spec = RunSpec(editor=args.editor, backbone=args.backbone, task=task, setting=args.setting, n=args.n, k=k,
@@ -176,24 +154,10 @@ def cmd_run(args) -> int:
     return 0
 
 
-def parse_hparams(pairs: list[str]) -> dict:
-    """`["steps=10", "layers=[-1,-2]"]` -> {"steps": 10, "layers": [-1, -2]} (JSON values, else strings)."""
-    out = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
-    return out
-
-
 def cmd_notebooks(args) -> int:
     from .notebooks import NotebookError, run_notebooks
     try:
-        run_notebooks(only=args.only, smoke=args.smoke, parameters=parse_hparams(args.param), jobs=args.jobs)
+        run_notebooks(only=args.only, smoke=args.smoke, parameters=parse_pairs(args.param, "--param"), jobs=args.jobs)
     except (NotebookError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -268,8 +232,9 @@ def cmd_recompute(args) -> int:
         except ValueError as error:
             report = {"run": folder.name, "rows": 0, "identical": False, "differ": [str(error)]}
         reports.append(report)
+        added = f" (hparams added since, at their defaults: {report['added']})" if report.get("added") else ""
         print(f"{report['run']}: {report['rows']} rows, "
-              f"{'identical' if report['identical'] else 'DIFFER: ' + ', '.join(report['differ'])}", flush=True)
+              f"{'identical' if report['identical'] else 'DIFFER: ' + ', '.join(report['differ'])}{added}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(reports, indent=1) + "\n")
     same = sum(r["identical"] for r in reports)

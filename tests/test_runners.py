@@ -283,3 +283,13 @@ def test_recompute_finds_identical_rows_and_names_a_changed_field(smoke_world, s
     (stored.folder / "rows.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     changed = recompute(stored.folder, tmp_path / "b", groups=2, bb=shipped("tiny-blip2-opt"), progress=False)
     assert not changed["identical"] and changed["differ"] == ["rel"]
+
+    manifest = json.loads((stored.folder / "manifest.json").read_text())
+    del manifest["key"]["hparams"]["stop_at_loss"]  # a run stored before the hparam existed, at its default now
+    (stored.folder / "manifest.json").write_text(json.dumps(manifest))
+    older = recompute(stored.folder, tmp_path / "c", groups=2, bb=shipped("tiny-blip2-opt"), progress=False)
+    assert older["added"] == {"stop_at_loss": 1e-3} and older["differ"] == ["rel"]  # the tampered row still shows
+    manifest["key"]["hparams"]["stop_at_loss"], manifest["key"]["backbone_sha256"] = 1e-3, "0" * 64  # other weights
+    (stored.folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="differs in: backbone_sha256"):
+        recompute(stored.folder, tmp_path / "d", groups=2, bb=shipped("tiny-blip2-opt"), progress=False)

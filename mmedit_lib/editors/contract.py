@@ -6,7 +6,8 @@ a new one must keep to join it.
 
 What it checks, generically (nothing here names an editor):
 - `prepare` (on `cases`, given as the train split) reads only the hparams its spec declares (`prepare_field`: the
-  prepared-artefact key), and leaves every weight finite;
+  prepared-artefact key), leaves every weight finite, and builds the same thing whatever random draws came before
+  it in the process (the edit it gives is the same);
 - an edit leaves every weight and the edited model's logits finite, and its target more likely than before
   (`changes_model` editors; the unedited baseline changes nothing at all);
 - `restore()` is bit-exact (`state_hash` of every parameter and buffer), and nothing is left behind: the same
@@ -98,9 +99,16 @@ class _Snapshot:
         return None
 
 
-def check_contract(editor, bb, cases) -> None:
+def _edited_logits(editor, bb, request) -> torch.Tensor:
+    torch.manual_seed(0)
+    with editor.edit(bb, request):
+        return _logits(bb, request.query)
+
+
+def check_contract(editor, bb, cases, rng_independence: bool = True) -> None:
     """AssertionError naming the first promise `editor` (a registry `Editor`) breaks on `bb`; `cases` (at least 2)
-    are its train split and the edit requests."""
+    are its train split and the edit requests. `rng_independence`: also prepare a second time after other random
+    draws and check that the edit is the same (the cost of a second prepare)."""
     assert len(cases) >= 2, "the contract needs at least two cases (two stacked edits)"
     spec, read = editor.spec, set()
 
@@ -117,12 +125,24 @@ def check_contract(editor, bb, cases) -> None:
         editor.prepare(bb, cases)
     finally:
         editor.spec = spec
+    if spec.prepare is not None and hasattr(editor.hparams, "seed"):
+        read.add("seed")  # Editor.prepare seeds the RNG with it
     undeclared = sorted(read - set(spec.prepare_fields))
     assert not undeclared, (f"prepare reads {', '.join(undeclared)}, which its hparams do not mark prepare_field: "
                             f"a prepared artefact would be reused when they change")
     assert finite(bb.model), "prepare left a non-finite weight"
     query = cases[0].request.query
     unedited_logits, unedited_loss = _logits(bb, query), _loss(bb, query)
+    if rng_independence and spec.prepare is not None:  # prepare again after other draws: the same edit
+        first, torch_state = editor.prepared, torch.random.get_rng_state()
+        torch.manual_seed(12345)
+        torch.rand(7)
+        editor.prepare(bb, cases)
+        torch.random.set_rng_state(torch_state)
+        again = _edited_logits(editor, bb, cases[0].request)
+        editor.prepared = first
+        assert torch.equal(_edited_logits(editor, bb, cases[0].request), again), \
+            "prepare is not repeatable: prepared again (after other random draws) it gives another edit"
     before = _Snapshot(bb)  # after a forward pass, which fills the backbone's own lazy caches
 
     def edited():

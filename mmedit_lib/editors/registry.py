@@ -136,8 +136,16 @@ class Editor:
         from .prepared import cache_path, load_or_build
         key = self.prepare_key(backbone, train)
         path = cache_path(cache_dir, self.name, backbone.name, key) if cache_dir is not None else None
-        self.prepared, self.prepare_meta = load_or_build(
-            path, key, lambda: self.spec.prepare(backbone, train, self.hparams))
+        self.prepared, self.prepare_meta = load_or_build(path, key, lambda: self._seeded_prepare(backbone, train))
+
+    def _seeded_prepare(self, backbone, train):
+        """`spec.prepare` from its own seed (the hparams' `seed`, else 0), the global RNG left as it was: what it
+        builds does not depend on what ran before it in the process, nor what runs after on whether it was cached."""
+        import torch
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(getattr(self.hparams, "seed", 0))
+            return self.spec.prepare(backbone, train, self.hparams)
 
     def edit(self, backbone, request: EditRequest) -> Edit:
         if self.spec.prepare is not None and self.prepared is None:
@@ -167,28 +175,10 @@ def backbone_hparams(backbone: str) -> dict:
 def make_hparams(name: str, backbone: str | None = None, **overrides):
     """The method's hparams: paper defaults, then `backbone`'s hparams file, then `overrides` (ValueError naming
     the fields on an unknown one, a value of the wrong type, or one its `check()` refuses)."""
+    from ..overrides import defaults_of, typed
     cls = get_spec(name).hparams
     values = {**(backbone_hparams(backbone).get(name, {}) if backbone else {}), **overrides}
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"{name} has no hparam(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
-    defaults = cls()
-    typed = {}
-    for key, value in values.items():
-        default = getattr(defaults, key)
-        if isinstance(default, tuple):
-            value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-            kinds = {type(v) for v in default}
-            if kinds and not all(type(v) in kinds for v in value):
-                raise ValueError(f"{name}.{key} takes a list of {'/'.join(sorted(k.__name__ for k in kinds))}, "
-                                 f"got {value!r}")
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif type(default) is not type(value):
-            raise ValueError(f"{name}.{key} takes {type(default).__name__}, got {value!r}")
-        typed[key] = value
-    hparams = cls(**typed)
+    hparams = cls(**typed(name, defaults_of(cls), values))
     if hasattr(hparams, "check"):  # value checks (choices, ranges): a bad value fails here, before any run starts
         hparams.check()
     return hparams

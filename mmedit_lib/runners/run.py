@@ -187,12 +187,10 @@ def groups_of(spec: RunSpec, bb: Backbone, data_dir: Path) -> tuple[list[list[Ca
     return [cases[i:i + spec.k] for i in range(0, len(cases), spec.k)], [data_file(data_dir, spec.task)]
 
 
-def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None = None, force: bool = False,
-        progress: bool = True, reuse_only: bool = False) -> RunResult:
-    """Run (or reuse, or resume) the run `spec` names; returns its rows in case order. `reuse_only`: only read a
-    completed run (LookupError naming it when there is none), as summaries of other notebooks' runs do."""
+def plan(spec: RunSpec, bb: Backbone | None = None):
+    """(editor, backbone, data folder, case groups, run key): what `run` settles before it looks for stored rows
+    (ValueError, DataError, MissingImageError for bad input, before anything is written)."""
     spec.check()
-    started = time.perf_counter()
     editor = make_editor(spec.editor, backbone=spec.backbone, **spec.hparams)
     if bb is None:
         from ..backbones.registry import load_backbone
@@ -203,7 +201,15 @@ def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None =
     groups, files = groups_of(spec, bb, data_dir)
     if editor.spec.prepare is not None:
         files += [data_file(data_dir, f.parent.name, "train") for f in files]
-    key = run_key(spec, bb, editor.hparams, files)
+    return editor, bb, data_dir, groups, run_key(spec, bb, editor.hparams, files)
+
+
+def run(spec: RunSpec, bb: Backbone | None = None, runs_dir: str | Path | None = None, force: bool = False,
+        progress: bool = True, reuse_only: bool = False) -> RunResult:
+    """Run (or reuse, or resume) the run `spec` names; returns its rows in case order. `reuse_only`: only read a
+    completed run (LookupError naming it when there is none), as summaries of other notebooks' runs do."""
+    started = time.perf_counter()
+    editor, bb, data_dir, groups, key = plan(spec, bb)
     root = Path(runs_dir or REPO_ROOT / "results" / "runs")
     run_id = run_id_for(json.loads(json.dumps(key, sort_keys=True)))
     if reuse_only:  # a summary of other notebooks' runs: read them, never compute (or create) one
