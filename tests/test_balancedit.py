@@ -8,7 +8,7 @@ import torch
 from mmedit_lib.backbones.backbone import state_hash
 from mmedit_lib.editors.balancedit import BalancEditHparams, apply_balancedit, radius
 from mmedit_lib.editors.base import EditRequest
-from mmedit_lib.editors.codebook import entries_frame, lookup
+from mmedit_lib.editors.codebook import entries_frame, installed_codebook, lookup
 from mmedit_lib.editors.grace import GRACEHparams, apply_grace
 from mmedit_lib.runners.cases import load_cases, metric_of
 from mmedit_lib.runners.evaluate import evaluate_cases, locality_reference
@@ -62,20 +62,20 @@ def test_grace_expands_for_the_same_answer_and_splits_for_another(name, okedit, 
     near = dataclasses.replace(case.request, query=case.probes["t_gen"], case_id="near")
     hp = dataclasses.replace(QUICK_GRACE, eps_init=1e6)  # every key is "near" the first
     first = apply_grace(bb, case.request, hp)
-    assert len(bb.codebook.codebook.entries) == 1
+    assert len(installed_codebook(bb).entries) == 1
     assert bb.greedy([case.request.query])[0] == case.request.query.target  # the value spans the answer, then ends
     same = apply_grace(bb, near, hp)
-    book = bb.codebook.codebook
+    book = installed_codebook(bb)
     assert len(book.entries) == 1 and book.entries[0].info["rule"] == "expanded"
     same.restore()
     other = apply_grace(bb, dataclasses.replace(near, query=dataclasses.replace(near.query, target="zzz")), hp)
-    book = bb.codebook.codebook
+    book = installed_codebook(bb)
     d = float(torch.dist(book.entries[0].key, book.entries[1].key))
     assert len(book.entries) == 2 and [e.info["rule"] for e in book.entries] == ["split", "split"]
     assert book.entries[1].radius == pytest.approx(d / 2) and book.entries[0].radius < d / 2
     other.restore()
     first.restore()
-    assert state_hash(bb.model) == before and bb.codebook is None
+    assert state_hash(bb.model) == before and installed_codebook(bb) is None
 
 
 @pytest.mark.parametrize("name", TINY)
@@ -83,30 +83,30 @@ def test_balancedit_radius_overlap_conflict_and_inspector(name, okedit, shipped)
     bb, cases = shipped(name), okedit[name]
     request = cases[0].request
     first = apply_balancedit(bb, request, QUICK_BALANCEDIT)
-    entry = bb.codebook.codebook.entries[0]
+    entry = installed_codebook(bb).entries[0]
     assert entry.radius == pytest.approx(radius(entry.info["d_pos"], entry.info["d_neg"], 0.2, "appendix"))
-    frame = entries_frame(bb.codebook.codebook)
+    frame = entries_frame(installed_codebook(bb))
     assert list(frame.source) == [request.case_id] and frame.radius.iloc[0] > 0
     seen = lookup(bb, [request.query, cases[0].probes["t_loc"]], ["edit", "text"])
     assert seen.fired.tolist() == [True, False] and seen.distance.iloc[0] < 1e-3  # a text-only query is far
     assert bb.greedy([request.query])[0] == request.query.target  # decoding steps keep the codebook's decision
     same = apply_balancedit(bb, request, QUICK_BALANCEDIT)  # inside the radius, same answer: builds on it
-    assert [e.info["rule"] for e in bb.codebook.codebook.entries] == ["new", "overlap"]
+    assert [e.info["rule"] for e in installed_codebook(bb).entries] == ["new", "overlap"]
     same.restore()
     changed = dataclasses.replace(request, query=dataclasses.replace(request.query, target="zzz"))
     conflict = apply_balancedit(bb, changed, QUICK_BALANCEDIT)  # the same question, another answer: replaced
-    book = bb.codebook.codebook
+    book = installed_codebook(bb)
     assert [(e.label, e.info["rule"]) for e in book.entries] == [("zzz", "conflict")]
     conflict.restore()
     first.restore()
-    assert bb.codebook is None
+    assert installed_codebook(bb) is None
 
 
 def test_balancedit_needs_a_training_rephrase(okedit, shipped):
     bb, case = shipped(TINY[0]), okedit[TINY[0]][0]
     with pytest.raises(ValueError, match="training rephrase"):
         apply_balancedit(bb, dataclasses.replace(case.request, train_prompt=""), QUICK_BALANCEDIT)
-    assert bb.codebook is None
+    assert installed_codebook(bb) is None
 
 
 def test_bad_codebook_settings_get_one_clear_error(okedit, shipped):
@@ -121,7 +121,7 @@ def test_bad_codebook_settings_get_one_clear_error(okedit, shipped):
     with pytest.raises(RuntimeError, match="cannot stack"):
         apply_balancedit(bb, case.request, QUICK_BALANCEDIT)
     first.restore()
-    assert bb.codebook is None
+    assert installed_codebook(bb) is None
 
 
 def test_okedit_files_under_the_official_name_load_and_bad_records_fail_whole(smoke_world, shipped, tmp_path):

@@ -86,9 +86,9 @@ def _leaves_hook(bb, request, hp, prepared):
     return edit
 
 
-def _leaves_router(bb, request, hp, prepared):
+def _leaves_memory(bb, request, hp, prepared):
     edit = _ascend(bb, request, dataclasses.replace(hp, scale=-hp.scale), prepared)
-    bb.codebook = "an entry nobody removes"
+    bb.attached["my_memory"] = "an entry nobody removes"
     return edit
 
 
@@ -111,7 +111,7 @@ def _scaled_ascent(bb, request, hp, prepared):
     (_ascend, None, "did not take"),
     (_forgets_weights, None, "not bit-exact"),
     (_leaves_hook, None, "hook was left"),
-    (_leaves_router, None, "codebook was left changed"),
+    (_leaves_memory, None, "my_memory was left attached"),
     (lambda bb, request, hp, prepared: _ascend(bb, request, dataclasses.replace(hp, scale=-hp.scale), prepared),
      _reads_undeclared, "prepare reads undeclared"),
     (_scaled_ascent, _prepare_from_outside, "prepare is not repeatable"),
@@ -128,7 +128,7 @@ def test_the_contract_names_the_promise_an_editor_breaks(apply, prepare, message
             check_contract(Editor(spec, BrokenHparams()), bb, cases["tiny-blip2-opt"],
                            rng_independence=message == "prepare is not repeatable")
     finally:  # undo what the broken editors left, for the tests that follow
-        bb.codebook = None
+        bb.attached.pop("my_memory", None)
         for module, kept in hooks.items():
             for key in set(module._forward_hooks) - kept:
                 del module._forward_hooks[key]

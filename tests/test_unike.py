@@ -8,7 +8,8 @@ from mmedit_lib.backbones.backbone import state_hash
 from mmedit_lib.editors.disentangle import (DisentangleConfig, semantic_loss, train_encoders, truthfulness_loss,
                                             zeta_direction)
 from mmedit_lib.editors.knowledge_memory import LayerMemory, error_triplets, extract_states
-from mmedit_lib.editors.latent_ike import LatentConfig, LatentStore, latent_knowledge, latent_shift, mix
+from mmedit_lib.editors.latent_ike import (LatentConfig, LatentStore, installed_stores, latent_knowledge,
+                                           latent_shift, mix)
 from mmedit_lib.editors.registry import make_editor
 from mmedit_lib.runners.cases import load_cases
 
@@ -176,13 +177,13 @@ def test_sequential_edits_share_one_latent_shift_whose_memory_holds_every_edit(q
         unedited = bb.target_logits([cases[0].request.query])[0][0].clone()
     first = editor.edit(bb, cases[0].request)
     second = editor.edit(bb, cases[1].request)
-    store = bb.latent_memory.stores[layers[-1]]
+    store = installed_stores(bb)[layers[-1]]
     assert shift_hooks() == len(layers), "the second edit added a second shift instead of joining the memory"
     assert len(store.h_sem) == len(memory.h_sem) + 2 and torch.equal(store.h_sem[:len(memory.h_sem)], memory.h_sem)
     second.restore()
-    assert len(bb.latent_memory.stores[layers[-1]].h_sem) == len(memory.h_sem) + 1
+    assert len(installed_stores(bb)[layers[-1]].h_sem) == len(memory.h_sem) + 1
     first.restore()
-    assert bb.latent_memory is None and shift_hooks() == 0
+    assert installed_stores(bb) is None and shift_hooks() == 0
     with torch.no_grad():
         assert torch.equal(bb.target_logits([cases[0].request.query])[0][0], unedited)
 
@@ -197,4 +198,4 @@ def test_vanilla_unike_keeps_one_edit_at_a_time_and_says_why(quick_unike, unike_
     with pytest.raises(RuntimeError, match="one edit at a time"):
         editor.edit(bb, cases[1].request)
     first.restore()
-    assert bb.router is None and bb.latent_memory is None
+    assert bb.router is None and installed_stores(bb) is None

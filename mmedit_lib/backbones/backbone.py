@@ -71,9 +71,11 @@ class Backbone:
         self.num_query_tokens = model.config.num_query_tokens
         self.image_token_id = model.config.image_token_id
         self.stop_ids = stop_token_ids(model.config, tokenizer)
-        self.router = None  # set by routing edits (IKE, SERAC) through `editors.routing.RouterEdit` only
-        self.codebook = None  # set by codebook edits (GRACE, BalancEdit) through `editors.codebook.CodebookEdit` only
-        self.latent_memory = None  # set by UniKE's latent memory edits (`editors.latent_ike.LatentMemoryEdit`) only
+        # What edits attach while they hold (slot -> value; `editors.base.SlotEdit` adds and removes them): the
+        # backbone reads only "router" (queries answered elsewhere or in a context: IKE, SERAC); any other slot
+        # belongs to the editor module that names it (GRACE's and BalancEdit's "codebook", UniKE's
+        # "latent_memory"), and a new editor picks its own without changing this class.
+        self.attached: dict[str, object] = {}
         # The batch of the full forward pass under way (None outside one, and during greedy decoding's one-token
         # steps): hooks that route per input (GRACE, BalancEdit) read where each row's prompt ends from it.
         self.forward_batch: Batch | None = None
@@ -279,6 +281,11 @@ class Backbone:
                 sequence = torch.cat([sequence[:skip.start], sequence[skip.stop:]])
             out.append(QueryLogits(sequence, logits[row, shifted], tgt.to(logits.device)))
         return out
+
+    @property
+    def router(self):
+        """The router an edit attached (`editors.routing.RouterEdit`), or None."""
+        return self.attached.get("router")
 
     def _routed(self, queries: list[Query], method):
         """`method(backbone, queries)` per answering backbone, results back in the order of `queries`."""

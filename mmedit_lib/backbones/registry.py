@@ -29,6 +29,7 @@ class BackboneSpec:
     # (checkpoint px, run px): images of a checkpoint built at the first size are run at the second (None: as built)
     image_size: tuple[int, int] | None = None
     prompt_format: str = "blip2"  # how the image is wrapped in the prompt (`prompt_format.FORMATS`)
+    paper: str = ""  # the papers' backbone it stands for or is ("blip2-opt" | "minigpt4": reference's `backbone`)
 
 
 # EasyEdit runs both real backbones at 364 px: LAVIS's EVA ViT-g built with img_size=364, the 224-px checkpoint's
@@ -36,13 +37,16 @@ class BackboneSpec:
 # in its chat format. `image_size=224` and `prompt_format="blip2"` are the options; a checkpoint built at another
 # size (the tiny random stand-ins of the tests) runs at its own unless `image_size` says.
 BACKBONES = {s.name: s for s in [
-    BackboneSpec("tiny-blip2-opt", "opt", True, "question : {} short answer :"),
-    BackboneSpec("tiny-minigpt4", "llama", True, "question : {} short answer :"),
-    BackboneSpec("blip2-opt-2.7b", "opt", False, "Question: {} Short answer:", "MMEDIT_BLIP2_OPT_PATH", (224, 364)),
+    BackboneSpec("tiny-blip2-opt", "opt", True, "question : {} short answer :", paper="blip2-opt"),
+    BackboneSpec("tiny-minigpt4", "llama", True, "question : {} short answer :", paper="minigpt4"),
+    BackboneSpec("blip2-opt-2.7b", "opt", False, "Question: {} Short answer:", "MMEDIT_BLIP2_OPT_PATH", (224, 364),
+                 paper="blip2-opt"),
     # MiniGPT-4 (Vicuna-7B) converted into Blip2ForConditionalGeneration by `convert_minigpt4`
     BackboneSpec("minigpt4-7b", "llama", False, "Question: {} Short answer:", "MMEDIT_MINIGPT4_PATH", (224, 364),
-                 "minigpt4-chat"),
+                 "minigpt4-chat", paper="minigpt4"),
 ]}
+# backbone -> the papers' backbone whose numbers it is compared with (the one map: reports and notebooks read it)
+PAPER_BACKBONE = {name: spec.paper for name, spec in BACKBONES.items()}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

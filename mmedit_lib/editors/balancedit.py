@@ -2,7 +2,7 @@
 set from a positive and a negative sample of the edit.
 
     >>> edit = apply_balancedit(bb, request, BalancEditHparams())       # doctest: +SKIP
-    >>> entries_frame(bb.codebook.codebook)        # key norm, radius, d_pos, d_neg, the edit it came from
+    >>> entries_frame(installed_codebook(bb))     # key norm, radius, d_pos, d_neg, the edit it came from
     ... # doctest: +SKIP
 
 - Key: the averaged layer l-1 embedding of the edit input (Sec. 3.2), read as the input of layer l averaged over

@@ -46,9 +46,35 @@ class Edit:
             self.restore()
 
 
+def attached(bb, slot: str):
+    """What an edit attached to `bb` in `slot` (None when nothing is)."""
+    return bb.attached.get(slot)
+
+
+def set_attached(bb, slot: str, value) -> None:
+    """Attach `value` in `slot` (None: detach)."""
+    if value is None:
+        bb.attached.pop(slot, None)
+    else:
+        bb.attached[slot] = value
+
+
+@contextlib.contextmanager
+def set_aside(bb, slot: str):
+    """`slot` is empty while inside and holds what it held on exit, whatever happens (an editor reading or
+    training the layer an attached codebook rewrites)."""
+    previous = attached(bb, slot)
+    set_attached(bb, slot, None)
+    try:
+        yield
+    finally:
+        set_attached(bb, slot, previous)
+
+
 class SlotEdit(Edit):
-    """An edit that puts `value` in one of the backbone's slots (`router`, `codebook`, `latent_memory`) until
-    `restore()`, which puts the previous value back; edits in a slot nest and must be restored in reverse order.
+    """An edit that attaches `value` to the backbone in `slot` (`bb.attached`: "router", "codebook",
+    "latent_memory", or a new editor's own) until `restore()`, which puts the previous value back; edits in a slot
+    nest and must be restored in reverse order.
 
         >>> edit = SlotEdit(bb, "router", router, "routing")         # doctest: +SKIP
         >>> edit.restore()                                          # doctest: +SKIP
@@ -59,17 +85,17 @@ class SlotEdit(Edit):
 
     def __init__(self, bb, slot: str, value, name: str, first_hooks=None):
         self.bb, self.slot, self.value, self.name = bb, slot, value, name
-        self.previous = getattr(bb, slot)
+        self.previous = attached(bb, slot)
         self._hooks = first_hooks() if first_hooks is not None and self.previous is None else None
         if self._hooks is not None:
             self._hooks.__enter__()
-        setattr(bb, slot, value)
+        set_attached(bb, slot, value)
         self.restored = False
 
     def restore(self) -> None:
-        if getattr(self.bb, self.slot) is not self.value:
+        if attached(self.bb, self.slot) is not self.value:
             raise RuntimeError(f"{self.name} edits must be restored in reverse order of application")
-        setattr(self.bb, self.slot, self.previous)
+        set_attached(self.bb, self.slot, self.previous)
         if self._hooks is not None:
             self._hooks.__exit__(None, None, None)
         self.restored = True

@@ -11,7 +11,7 @@ made once per input on the full forward pass (the backbone says where each promp
 and kept for greedy decoding's one-token steps. A fired entry replaces the output with its `value` (GRACE, from
 the query token on) or with its own copy of the layer, `weight`/`bias` (BalancEdit, at every position).
 
-Codebooks are immutable; each edit installs a new one holding the previous entries (`bb.codebook`), and
+Codebooks are immutable; each edit installs a new one holding the previous entries (`installed_codebook(bb)`), and
 `restore()` puts the previous one back, so codebook edits nest like weight edits (restore in reverse order).
 The hooks never touch weights: with the last edit restored the backbone computes exactly what it did before.
 """
@@ -23,7 +23,7 @@ import dataclasses
 import pandas as pd
 import torch
 
-from .base import SlotEdit
+from .base import SlotEdit, attached, set_aside
 from .hooks import forward_hooks
 
 QUERIES = ("last", "mean")
@@ -105,12 +105,8 @@ def layer_inputs(bb, site: str, layer: int, queries) -> tuple[torch.Tensor, list
     def read(module, inputs, output):
         seen["x"] = inputs[0]
     batch = bb.encode(queries)
-    previous, bb.codebook = bb.codebook, None
-    try:
-        with torch.no_grad(), forward_hooks(bb.model, {bb.site(site, layer): read}):
-            bb.logits(batch)
-    finally:
-        bb.codebook = previous
+    with set_aside(bb, "codebook"), torch.no_grad(), forward_hooks(bb.model, {bb.site(site, layer): read}):
+        bb.logits(batch)
     B, L = batch.input_ids.shape
     return seen["x"].reshape(B, L, -1), prompt_spans(batch)
 
@@ -134,15 +130,15 @@ def replace_rows(x3, out3, spans, rows_entries, how: str) -> torch.Tensor:
 
 
 class _Hook:
-    """Reads the current codebook (`bb.codebook.codebook`) on every forward pass of the layer."""
+    """Reads the current codebook (`installed_codebook(bb)`) on every forward pass of the layer."""
 
     def __init__(self, bb):
         self.bb, self.decision, self.steps = bb, None, 0
 
     def __call__(self, module, inputs, output):
-        if self.bb.codebook is None:  # set aside while an editor reads or trains the layer
+        book = installed_codebook(self.bb)
+        if book is None:  # set aside while an editor reads or trains the layer
             return output
-        book = self.bb.codebook.codebook
         x, batch = inputs[0], self.bb.forward_batch
         if batch is not None:  # a full pass: decide per row, and remember it for the decoding steps
             B, L = batch.input_ids.shape
@@ -188,20 +184,22 @@ def training_hook(bb, site: str, layer: int, how: str, entry_output):
             first = end - 1 if how == "last" else start
             pieces.append(torch.cat([out3[row, :first], entry_output(x3[row, first:], out3[row, first:])]))
         return torch.stack(pieces).reshape(output.shape)
-    previous, bb.codebook = bb.codebook, None
-    try:
-        with forward_hooks(bb.model, {bb.site(site, layer): hook}):
-            yield
-    finally:
-        bb.codebook = previous
+    with set_aside(bb, "codebook"), forward_hooks(bb.model, {bb.site(site, layer): hook}):
+        yield
+
+
+def installed_codebook(bb) -> Codebook | None:
+    """The codebook the last codebook edit attached to `bb` (None when none is)."""
+    edit = attached(bb, "codebook")
+    return None if edit is None else edit.codebook
 
 
 def current_codebook(bb, owner: str, site: str, layer: int, query: str, distance: str) -> Codebook:
     """The installed codebook, else an empty one; RuntimeError when the installed one was made another way."""
     wanted = Codebook(owner, site, layer, query, distance)
-    if bb.codebook is None:
+    book = installed_codebook(bb)
+    if book is None:
         return wanted
-    book = bb.codebook.codebook
     if (book.owner, book.site, book.layer) != (owner, site, layer):
         raise RuntimeError(f"a {owner} codebook cannot stack on the {book.owner} codebook already installed "
                            "(restore it first)")
@@ -214,7 +212,7 @@ def current_codebook(bb, owner: str, site: str, layer: int, query: str, distance
 def entries_frame(codebook: Codebook) -> pd.DataFrame:
     """One row per entry: the edit it came from, its answer, key norm, radius and how the radius came about.
 
-        >>> entries_frame(bb.codebook.codebook)                                       # doctest: +SKIP
+        >>> entries_frame(installed_codebook(bb))                                     # doctest: +SKIP
     """
     return pd.DataFrame([{"entry": i, "source": e.source, "label": e.label, "key_norm": float(e.key.norm()),
                           "radius": e.radius, **e.info} for i, e in enumerate(codebook.entries)])
@@ -226,9 +224,9 @@ def lookup(bb, queries, labels: list[str] | None = None) -> pd.DataFrame:
 
         >>> lookup(bb, [case.probes[p] for p in case.probes])                      # doctest: +SKIP
     """
-    if bb.codebook is None:
+    book = installed_codebook(bb)
+    if book is None:
         raise ValueError("no codebook is installed: make a GRACE or BalancEdit edit first")
-    book = bb.codebook.codebook
     vectors = query_vectors(bb, book, queries)
     index, dist, fired = book.nearest(vectors)
     rows = []

@@ -11,8 +11,9 @@ What it checks, generically (nothing here names an editor):
 - an edit leaves every weight and the edited model's logits finite, and its target more likely than before
   (`changes_model` editors; the unedited baseline changes nothing at all);
 - `restore()` is bit-exact (`state_hash` of every parameter and buffer), and nothing is left behind: the same
-  modules, the same hooks, the same `requires_grad` flags, no gradients, and every attribute of the backbone
-  object the very object it was before (a router, codebook or memory the edit installed is gone);
+  modules, the same hooks, the same `requires_grad` flags, no gradients, every attribute of the backbone object
+  the very object it was before, and nothing left in `bb.attached` (a router, codebook or memory the edit
+  attached is gone);
 - the same seed gives the same edit (weights and logits);
 - a sequential editor keeps two stacked edits and restores them, in reverse order, bit-exactly.
 """
@@ -79,6 +80,7 @@ class _Snapshot:
         self.hooks = hook_count(bb.model)
         self.flags = [p.requires_grad for p in bb.model.parameters()]
         self.attributes = dict(vars(bb))
+        self.attached = dict(bb.attached)
 
     def left_behind(self, bb) -> str | None:
         """What differs from the snapshot (None: nothing)."""
@@ -96,6 +98,10 @@ class _Snapshot:
                          if vars(bb).get(k, self) is not self.attributes.get(k, self))
         if changed:
             return f"the backbone's {', '.join(changed)} {'was' if len(changed) == 1 else 'were'} left changed"
+        left = sorted(k for k in set(bb.attached) | set(self.attached)
+                      if bb.attached.get(k, self) is not self.attached.get(k, self))
+        if left:
+            return f"{', '.join(left)} {'was' if len(left) == 1 else 'were'} left attached to the backbone"
         return None
 
 

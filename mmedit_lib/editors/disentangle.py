@@ -104,7 +104,9 @@ def train_encoders(memory: LayerMemory, cfg: DisentangleConfig) -> LayerEncoders
     semantic.requires_grad_(False)
     with torch.no_grad():
         states = torch.cat([memory.h_pos, memory.h_neg])
-        w_zeta = torch.linalg.lstsq(truthful(states), states).solution  # (d, d)
+        # (d, d), solved in float64: float32 lstsq on CPU gives other low bits from call to call (13 of 20 calls on
+        # one 600 x 128 problem differed), float64 cast back does not, so a prepared UniKE is the same every time
+        w_zeta = torch.linalg.lstsq(truthful(states).double(), states.double()).solution.float()
     return LayerEncoders(truthful.eval(), semantic.eval(), w_zeta, history)
 
 

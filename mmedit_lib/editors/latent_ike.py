@@ -31,7 +31,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from .base import SlotEdit
+from .base import SlotEdit, attached
 from .hooks import read_and_rewrite
 
 READINGS = ("knowledge", "literal")
@@ -137,10 +137,10 @@ def _same_encoders(a: dict | None, b: dict | None) -> bool:
 
 
 class LatentMemoryEdit(SlotEdit):
-    """An edit's latent memory, installed on the backbone (`bb.latent_memory`) until `restore()`.
+    """An edit's latent memory, attached to the backbone (slot "latent_memory") until `restore()`.
 
         >>> edit = LatentMemoryEdit(bb, stores, cfg, semantic)      # doctest: +SKIP
-        >>> bb.latent_memory.stores is stores                      # doctest: +SKIP
+        >>> installed_stores(bb) is stores                      # doctest: +SKIP
         True
 
     Sequential edits share one shift: the first edit installs the hooks, and each later one installs stores that
@@ -151,14 +151,14 @@ class LatentMemoryEdit(SlotEdit):
 
     def __init__(self, bb, stores: dict[int, LatentStore], cfg: LatentConfig, semantic: dict | None):
         _check(cfg, semantic)
-        previous = bb.latent_memory
+        previous = attached(bb, "latent_memory")
         if previous is not None and (previous.cfg != cfg or set(previous.stores) != set(stores)
                                      or not _same_encoders(previous.semantic, semantic)):
             raise RuntimeError("latent memories with other layers, α settings or encoders cannot stack")
         self.stores, self.cfg, self.semantic, self.suspended_count = stores, cfg, semantic, 0
 
         def store_of(layer):
-            current = bb.latent_memory
+            current = attached(bb, "latent_memory")
             return None if current is None or current.suspended_count else current.stores[layer]
         rewrites = {layer: _rewrite(bb, layer, lambda layer=layer: store_of(layer), cfg, semantic, None)
                     for layer in stores}
@@ -168,13 +168,14 @@ class LatentMemoryEdit(SlotEdit):
 
 def installed_stores(bb) -> dict[int, LatentStore] | None:
     """The stores of the latent memory installed on `bb` (None when there is none)."""
-    return None if bb.latent_memory is None else bb.latent_memory.stores
+    current = attached(bb, "latent_memory")
+    return None if current is None else current.stores
 
 
 @contextlib.contextmanager
 def suspended(bb):
     """The installed latent shift (if any) is off while inside."""
-    current = bb.latent_memory
+    current = attached(bb, "latent_memory")
     if current is None:
         yield
         return

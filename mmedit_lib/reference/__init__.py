@@ -22,8 +22,7 @@ import pandas as pd
 
 CSV = Path(__file__).with_name("paper_numbers.csv")
 COLUMNS = ("paper", "item", "setting", "backbone", "task", "dataset", "method", "metric", "value", "note")
-TINY_TO_PAPER_BACKBONE = {"tiny-blip2-opt": "blip2-opt", "tiny-minigpt4": "minigpt4",
-                          "blip2-opt-2.7b": "blip2-opt", "minigpt4-7b": "minigpt4"}
+from ..backbones.registry import PAPER_BACKBONE as TINY_TO_PAPER_BACKBONE  # noqa: E402,F401  (each backbone's spec)
 
 
 def paper_numbers() -> pd.DataFrame:

@@ -16,7 +16,7 @@ from ..editors.registry import SHORT_LABELS as LABELS  # noqa: F401  BalancEdit 
 from ..runners.cases import data_file
 
 DATASETS = {"vqa": "MMEDIT", "okedit": "OKEDIT"}  # our task -> the paper's dataset column
-PAPER_BACKBONE = {"tiny-blip2-opt": "blip2-opt", "tiny-minigpt4": "minigpt4"}
+from ..backbones.registry import PAPER_BACKBONE  # noqa: E402,F401  (each backbone's spec says it)
 METRICS = ["rel", "t_gen", "m_gen", "loc", "hm"]
 
 
