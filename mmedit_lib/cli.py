@@ -115,7 +115,7 @@ def cmd_report_backbone(args) -> int:
 def cmd_validate(args) -> int:
     from .data.validate import validate_file
     report = validate_file(args.file, image_root=args.image_root, rephrase_image_root=args.rephrase_image_root,
-                           strict=args.strict)
+                           strict=args.strict, task=args.task)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
@@ -243,6 +243,7 @@ def cmd_recompute(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.benchmarks import BENCHMARKS
     parser = argparse.ArgumentParser(prog="python -m mmedit_lib", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default $MMEDIT_THREADS or 1)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -281,14 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "relative to (default: the image root)")
     v.add_argument("--strict", action="store_true",
                    help="fail on records with an empty answer instead of skipping them (as EasyEdit does)")
+    v.add_argument("--task", choices=list(BENCHMARKS), help="the benchmark whose records it holds (default: the "
+                                                             "schema its first record's keys show)")
     v.set_defaults(func=cmd_validate)
 
     e = sub.add_parser("run", help="run an editor over edit cases; print metrics with 95%% CIs; store the rows")
     e.add_argument("--editor", required=True)
     e.add_argument("--backbone", default="tiny-blip2-opt")
     e.add_argument("--backbone-path", help="local folder of the backbone (default: the registry's)")
-    e.add_argument("--task", default="vqa", choices=["vqa", "caption", "okedit"],
-                   help="okedit: the OKEDIT-style benchmark (<data-dir>/okedit/eval.json or okedit_eval.json)")
+    e.add_argument("--task", default="vqa", choices=list(BENCHMARKS),
+                   help="a benchmark (data.benchmarks; okedit: <data-dir>/okedit/eval.json or okedit_eval.json)")
     e.add_argument("--setting", default="one-step", choices=["one-step", "seq", "cross-task"])
     e.add_argument("--k", type=int, default=None, help="edits per sequence (seq; cross-task uses 10)")
     e.add_argument("--n", type=int, default=200, help="edit cases")

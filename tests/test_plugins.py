@@ -1,6 +1,7 @@
-"""A researcher's own editor is one file: put on the Python path and named in $MMEDIT_PLUGINS, it passes the
-contract, runs one-step and sequentially, from the CLI, and in a notebook's table, with no file of the package
-changed (tests/fixtures/plugins/toy_editor.py, copied to a temporary folder)."""
+"""A researcher's own editor or benchmark is one file: put on the Python path and named in $MMEDIT_PLUGINS, the
+editor passes the contract, runs one-step and sequentially, from the CLI, and in a notebook's table; the benchmark
+is validated and run by `run --task`; no file of the package changes (tests/fixtures/plugins/toy_editor.py and
+toy_benchmark.py, copied to a temporary folder)."""
 import json
 import os
 import shutil
@@ -28,20 +29,24 @@ def tracked_changes() -> str:
 
 @pytest.fixture()
 def toy(tmp_path, monkeypatch):
-    """The toy editor's module in a temporary package path, registered; unregistered afterwards."""
+    """The toy editor's and benchmark's modules in a temporary package path, registered; unregistered after."""
+    from mmedit_lib.data import benchmarks
     folder = tmp_path / "plugins"
     folder.mkdir()
-    shutil.copy(FIXTURES / "plugins" / "toy_editor.py", folder / "toy_editor.py")
+    for name in ("toy_editor.py", "toy_benchmark.py"):
+        shutil.copy(FIXTURES / "plugins" / name, folder / name)
     monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("MMEDIT_PLUGINS", "toy_editor")
+    monkeypatch.setenv("MMEDIT_PLUGINS", "toy_editor,toy_benchmark")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("MMEDIT_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("MMEDIT_EXECUTED_DIR", str(tmp_path / "executed"))
-    assert "toy-ffn" not in registry.EDITORS
-    assert registry.load_plugins() == ["toy_editor"]
+    assert "toy-ffn" not in registry.EDITORS and "vqa-joint" not in benchmarks.BENCHMARKS
+    assert registry.load_plugins() == benchmarks.load_plugins() == ["toy_editor", "toy_benchmark"]
     yield tmp_path
     registry.EDITORS.pop("toy-ffn", None)
-    sys.modules.pop("toy_editor", None)
+    benchmarks.BENCHMARKS.pop("vqa-joint", None)
+    for name in ("toy_editor", "toy_benchmark"):
+        sys.modules.pop(name, None)
 
 
 def test_a_new_editor_is_one_file(toy, smoke_world, shipped):
@@ -76,6 +81,32 @@ def test_a_new_editor_is_one_file(toy, smoke_world, shipped):
     shown = "".join(json.dumps(c.get("outputs", [])) for c in executed["cells"] if c["cell_type"] == "code")
     assert "Toy (last FFN)" in shown  # its row in the notebook's cost table
     assert tracked_changes() == before  # no file of the package changed
+
+
+def test_a_new_benchmark_is_one_file(toy, smoke_world):
+    before = tracked_changes()
+    world, _ = smoke_world(BACKBONE)
+    data = toy / "data"
+    (data / "vqa-joint").mkdir(parents=True)
+    (data / "images").symlink_to(world / "images")
+    for split in ("eval", "train"):
+        shutil.copy(world / "vqa" / f"{split}.json", data / "vqa-joint" / f"{split}.json")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    check = subprocess.run([sys.executable, "-m", "mmedit_lib", "validate", str(data / "vqa-joint" / "eval.json"),
+                            "--task", "vqa-joint"], capture_output=True, text=True, timeout=300, env=env)
+    assert check.returncode == 0 and "E-VQA (joint rephrase)" in check.stdout, check.stdout + check.stderr
+    runs = []
+    for task in ("vqa-joint", "vqa"):
+        out = subprocess.run([sys.executable, "-m", "mmedit_lib", "run", "--editor", "ft-last", "--backbone",
+                              BACKBONE, "--task", task, "--n", "4", "--data-dir", str(data if task != "vqa" else world),
+                              "--runs-dir", str(toy / "runs")], capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr
+        runs.append(next((toy / "runs").glob(f"ft-last-{BACKBONE}-{task}-one-step-*/rows.jsonl")))
+    joint, vqa = ([json.loads(line) for line in path.read_text().splitlines()] for path in runs)
+    assert [r["case_id"] for r in joint] == [r["case_id"] for r in vqa]  # the same records
+    assert [r["rel"] for r in joint] == [r["rel"] for r in vqa]  # the same edits
+    assert [r["m_gen"] for r in joint] == [r["m_gen"] for r in vqa]
+    assert tracked_changes() == before
 
 
 def test_a_plugin_that_cannot_be_imported_or_reuses_a_name_is_an_error(tmp_path, monkeypatch):

@@ -70,9 +70,10 @@ class ValidationReport:
 
 def validate_file(path: str | Path, image_root: str | Path | None = None,
                   rephrase_image_root: str | Path | None = None, strict: bool = False,
-                  skip_rule: str = "alt") -> ValidationReport:
+                  skip_rule: str = "alt", task: str | None = None) -> ValidationReport:
     """Check every record; images under `image_root` (default: guessed, see loaders.guess_image_root) and the
-    rephrased ones under `rephrase_image_root` (default: the image root). `skip_rule`: see loaders."""
+    rephrased ones under `rephrase_image_root` (default: the image root). `skip_rule`: see loaders. `task`: check
+    against that benchmark's record type (`data.benchmarks`; default: the schema the first record's keys show)."""
     check_skip_rule(skip_rule)
     report = ValidationReport(path=str(path), strict=strict, skip_rule=skip_rule)
     try:
@@ -80,8 +81,13 @@ def validate_file(path: str | Path, image_root: str | Path | None = None,
     except DataError as exc:
         report.problems.append(str(exc))
         return report
-    kind = record_type(rows)
-    report.schema = "OKEDIT-style" if kind.__name__ == "OKEditRecord" else "MMEdit"
+    if task is not None:
+        from .benchmarks import get_benchmark
+        benchmark = get_benchmark(task)
+        kind, report.schema = benchmark.record, benchmark.label
+    else:
+        kind = record_type(rows)
+        report.schema = "OKEDIT-style" if kind.__name__ == "OKEditRecord" else "MMEdit"
     parsed = []
     for i, row in enumerate(rows):
         report.n_records += 1

@@ -22,27 +22,26 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import os
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Callable
 
 import yaml
 
+from ..plugins import defined, plugin_modules
 from .base import Edit, EditRequest
 from .spec import EditorSpec
 
 HPARAMS_DIR = Path(__file__).with_name("hparams")
 # the package's editor modules, each with a SPEC (or SPECS); the table's order is the reports' row order
 BUILTIN = ("unedited", "ft", "ke", "mend", "tpatcher", "ike", "serac", "unike", "grace", "balancedit")
-PLUGINS_ENV = "MMEDIT_PLUGINS"  # comma-separated modules that define more SPECs (and BENCHMARKs): your own editors
 
 EDITORS: dict[str, EditorSpec] = {}
 
 
 def specs_of(module) -> tuple[EditorSpec, ...]:
     """The editor specs a module defines: `SPECS`, or `SPEC`, or none."""
-    return tuple(getattr(module, "SPECS", ())) or ((module.SPEC,) if hasattr(module, "SPEC") else ())
+    return defined(module, "SPEC", "SPECS")
 
 
 def register(spec: EditorSpec) -> EditorSpec:
@@ -57,23 +56,17 @@ def register(spec: EditorSpec) -> EditorSpec:
 
 
 def load_plugins(names: str | None = None) -> list[str]:
-    """Import the modules `names` lists (default `$MMEDIT_PLUGINS`), registering the SPECs they define; the modules
-    imported. A module that cannot be imported is an error, not a skipped editor.
+    """Import the modules `names` lists (default `$MMEDIT_PLUGINS`, see `plugins`), registering the SPECs they
+    define; the modules imported (their benchmarks: `data.benchmarks.load_plugins`).
 
         >>> load_plugins("")
         []
     """
-    text = os.environ.get(PLUGINS_ENV, "") if names is None else names
-    loaded = []
-    for name in [n.strip() for n in text.split(",") if n.strip()]:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as error:
-            raise ImportError(f"${PLUGINS_ENV} names {name!r}, which cannot be imported: {error}") from error
+    modules = plugin_modules(names)
+    for module in modules:
         for spec in specs_of(module):
             register(spec)
-        loaded.append(name)
-    return loaded
+    return [m.__name__ for m in modules]
 
 
 for _module in BUILTIN:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..data.benchmarks import BENCHMARKS
 from ..data.loaders import load_records
 from ..editors.registry import SHORT_LABELS as LABELS  # noqa: F401  BalancEdit Table 3's row names ("Base", "FT")
 from ..runners.cases import data_file
 
-DATASETS = {"vqa": "MMEDIT", "okedit": "OKEDIT"}  # our task -> the paper's dataset column
+DATASETS = {name: b.paper_dataset for name, b in BENCHMARKS.items() if b.paper_dataset}  # task -> BalancEdit's column
 from ..backbones.registry import PAPER_BACKBONE  # noqa: E402,F401  (each backbone's spec says it)
 METRICS = ["rel", "t_gen", "m_gen", "loc", "hm"]
 

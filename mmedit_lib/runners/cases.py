@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..backbones.backbone import Backbone, Query
+from ..data.benchmarks import BENCHMARKS, ProbeBuilder, get_benchmark
 from ..data.loaders import DataError, LoadedRecords, image_roots, load_image, read_records
 from ..editors.base import EditRequest
 
-TASKS = ("vqa", "caption", "okedit")
+TASKS = BENCHMARKS.keys()  # every registered benchmark (`data.benchmarks`), plugins' included
 ACCURACY_PROBES = ("rel", "t_gen", "m_gen")
 LOCALITY_PROBES = ("t_loc", "m_loc")
 
@@ -49,18 +50,12 @@ class Case:
     probes: dict[str, Query]
 
 
-# The official MMEdit download's file names (editing-data/<task>/...), tried when <task>/<split>.json is absent.
-OFFICIAL_NAMES = {("vqa", "eval"): "vqa_eval.json", ("vqa", "train"): "vqa_train.json",
-                  ("caption", "eval"): "caption_eval_edit.json", ("caption", "train"): "caption_train_edit.json",
-                  ("okedit", "eval"): "okedit_eval.json", ("okedit", "train"): "okedit_train.json"}
-
-
 def data_file(data_dir: str | Path, task: str, split: str = "eval") -> Path:
-    """`<data_dir>/<task>/<split>.json` (the embedded world), else the official MMEdit name in the same folder."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    """`<data_dir>/<task>/<split>.json` (the embedded world), else the benchmark's official name in the same folder
+    (the official MMEdit download's `editing-data/<task>/...`)."""
+    official_name = get_benchmark(task).official.get(split)
     ours = Path(data_dir) / task / f"{split}.json"
-    official = Path(data_dir) / task / OFFICIAL_NAMES[(task, split)]
+    official = Path(data_dir) / task / official_name if official_name else ours
     return official if not ours.exists() and official.exists() else ours
 
 
@@ -82,7 +77,7 @@ def training_rephrase(rec, task: str) -> str:
     if isinstance(official, list) and official and str(official[0]).strip():
         return str(official[0])
     evaluated = (rec.rephrase, *getattr(rec, "rephrase_list", ()))
-    if task == "caption":
+    if get_benchmark(task).prompt == "raw":  # caption prompts
         from ..world.questions import CAPTION_PROMPTS
         return next((p for p in CAPTION_PROMPTS if p != rec.src and p not in evaluated), "")
     if "kind" in rec.extra:
@@ -95,29 +90,23 @@ def record_case(bb: Backbone, rec, task: str, index: int, root: Path, split: str
                 rephrase_root: Path | None = None) -> Case:
     """One record as a case (`index`: its position in the file): its edit request and probes, images loaded and
     processed; rephrased images under `rephrase_root` (default: `root`)."""
+    benchmark = get_benchmark(task)
     case_id = str(rec.extra.get("case_id", f"{task}-{split}-{index:05d}"))
     rephrase_root = rephrase_root if rephrase_root is not None else root
+    if not isinstance(rec, benchmark.record):
+        raise DataError(f"record {case_id} is not a {benchmark.record.__name__} ({benchmark.label} records: "
+                        f"{', '.join(benchmark.record.required)})")
 
     def pixels(path, under=root):
         return bb.pixel_values([load_image(path, under)])[0]
     image = pixels(rec.image)
-    prompt = (lambda text: text) if task == "caption" else bb.vqa_prompt
+    prompt = (lambda text: text) if benchmark.prompt == "raw" else bb.vqa_prompt
     edit = Query(image, prompt(rec.src), rec.alt)
-    probes = {"rel": edit}  # in metric order: rel, t_gen, m_gen, t_loc, m_loc
-    if task == "okedit":
-        if not hasattr(rec, "hard_loc_image"):
-            raise DataError(f"record {case_id} is not an OKEDIT-style record (no rephrase_list, hard_loc_image...)")
-        for j, text in enumerate(rec.rephrase_list):
-            probes["t_gen" if j == 0 else f"t_gen:{j}"] = Query(image, prompt(text), rec.alt)
-        for j, path in enumerate(rec.image_rephrase_list):
-            probes["m_gen" if j == 0 else f"m_gen:{j}"] = Query(pixels(path, rephrase_root), prompt(rec.src), rec.alt)
-        probes["t_loc"] = Query(None, rec.loc, rec.loc_ans)
-        probes["m_loc"] = Query(pixels(rec.hard_loc_image), bb.vqa_prompt(rec.hard_loc_q), rec.hard_loc_a)
-    else:
-        probes["t_gen"] = Query(image, prompt(rec.rephrase), rec.alt)
-        probes["m_gen"] = Query(pixels(rec.image_rephrase, rephrase_root), prompt(rec.src), rec.alt)
-        probes["t_loc"] = Query(None, rec.loc, rec.loc_ans)
-        probes["m_loc"] = Query(pixels(rec.m_loc), bb.vqa_prompt(rec.m_loc_q), rec.m_loc_a)
+    build = ProbeBuilder(image, pixels, lambda path: pixels(path, rephrase_root), prompt, bb.vqa_prompt, Query)
+    probes = {"rel": edit, **benchmark.probes(build, rec)}  # in metric order: rel, t_gen, m_gen, t_loc, m_loc
+    missing = [m for m in ("t_gen", "m_gen", "t_loc", "m_loc") if m not in probes]
+    if missing:
+        raise ValueError(f"benchmark {task}: its probes() gave no {', '.join(missing)} probe")
     train = training_rephrase(rec, task)
     request = EditRequest(edit, rec, case_id, train_prompt=prompt(train) if train else "")
     return Case(case_id, task, request, probes)

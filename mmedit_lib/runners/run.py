@@ -33,6 +33,7 @@ from ..backbones.backbone import Backbone, state_hash
 from ..editors.registry import get_spec, make_editor, make_hparams, sequential_problem
 from ..metrics.protocols import check_protocols
 from ..paths import REPO_ROOT
+from ..data.benchmarks import cross_tasks
 from .cases import TASKS, Case, TrainSplit, data_file, data_summary, load_cases
 from .evaluate import evaluate_cases, locality_reference
 from .memory import edit_memory, process_peak_mb
@@ -176,13 +177,12 @@ def run_key(spec: RunSpec, bb: Backbone, hparams, data_files: list[Path]) -> dic
 def groups_of(spec: RunSpec, bb: Backbone, data_dir: Path) -> tuple[list[list[Case]], list[Path]]:
     """The run's cases, grouped as they are edited (loading every image first: bad input fails before writing)."""
     roots = {"image_root": spec.image_root, "rephrase_image_root": spec.rephrase_image_root, "strict": spec.strict}
-    if spec.setting == "cross-task":
-        half = spec.n // 2
-        vqa = load_cases(bb, data_dir, "vqa", half, spec.seed, **roots)
-        cap = load_cases(bb, data_dir, "caption", half, spec.seed, **roots)
-        step = CROSS_TASK_K // 2
-        groups = [vqa[i:i + step] + cap[i:i + step] for i in range(0, half, step)]
-        return groups, [data_file(data_dir, "vqa"), data_file(data_dir, "caption")]
+    if spec.setting == "cross-task":  # each sequence: CROSS_TASK_K / 2 cases of E-VQA, then as many of E-IC
+        tasks = cross_tasks()
+        share, step = spec.n // len(tasks), CROSS_TASK_K // len(tasks)
+        cases = [load_cases(bb, data_dir, task, share, spec.seed, **roots) for task in tasks]
+        groups = [[c for part in cases for c in part[i:i + step]] for i in range(0, share, step)]
+        return groups, [data_file(data_dir, task) for task in tasks]
     cases = load_cases(bb, data_dir, spec.task, spec.n, spec.seed, **roots)
     return [cases[i:i + spec.k] for i in range(0, len(cases), spec.k)], [data_file(data_dir, spec.task)]
 
@@ -244,14 +244,14 @@ def _run_locked(spec: RunSpec, bb: Backbone, editor, key: dict, groups: list[lis
         return RunResult(store.run_id, store.folder, store.rows(), store.manifest(), reused=True)
 
     if editor.spec.prepare is not None:  # trained on the train split only, never on the cases it is scored on
-        tasks = ["vqa", "caption"] if spec.task == "cross-task" else [spec.task]
+        tasks = list(cross_tasks()) if spec.task == "cross-task" else [spec.task]
         runs_root = Path(runs_dir) if runs_dir else REPO_ROOT / "results" / "runs"
         train = TrainSplit.load(bb, data_dir, tasks, image_root=spec.image_root,
                                 rephrase_image_root=spec.rephrase_image_root, strict=spec.strict)
         editor.prepare(bb, train, cache_dir=runs_root.parent / "prepared")
     # every data file read: its records, and those skipped for an empty answer (counted and named, never silent)
     splits = ["eval", "train"] if editor.spec.prepare is not None else ["eval"]
-    tasks = ["vqa", "caption"] if spec.task == "cross-task" else [spec.task]
+    tasks = list(cross_tasks()) if spec.task == "cross-task" else [spec.task]
     data_summaries = {f"{task}/{split}": data_summary(data_dir, task, split, strict=spec.strict)
                       for task in tasks for split in splits}
     todo = [g for g in range(len(groups)) if g not in done]
