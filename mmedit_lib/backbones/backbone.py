@@ -22,7 +22,7 @@ import hashlib
 import torch
 from PIL import Image
 
-from .prompt_format import FORMATS, PromptFormat
+from .prompt_format import FORMATS, TINY_VQA_TEMPLATE, PromptFormat
 from .sites import site_path
 
 
@@ -60,7 +60,7 @@ class Batch:
 
 class Backbone:
     def __init__(self, name: str, model, tokenizer, image_processor, family: str,
-                 vqa_template: str = "question : {} short answer :", prompt_format: PromptFormat | None = None):
+                 vqa_template: str = TINY_VQA_TEMPLATE, prompt_format: PromptFormat | None = None):
         self.name = name
         self.model = model.eval()
         self.tokenizer = tokenizer

@@ -12,10 +12,28 @@
   it writes "###", as MiniGPT-4's chat stops at its next turn.
 A query without an image (T-Locality) is `<s> + context + prompt + target` in both: the papers' text-only probes go
 through the language model alone.
+
+The texts inside those tokens are defined here too, once, for everything that writes or reads them (the world's
+training corpus, the backbones' VQA prompts, IKE, SERAC and UniKE's in-context edits, the backbone reports):
+
+    >>> TINY_VQA_TEMPLATE.format("what color is the cube ?")
+    'question : what color is the cube ? short answer :'
+    >>> fact_prompt("what color is the cube ?", "red", "what color is the ball ?")
+    'new fact : what color is the cube ? red prompt : what color is the ball ?'
 """
 from __future__ import annotations
 
 import dataclasses
+
+
+TINY_VQA_TEMPLATE = "question : {} short answer :"  # the tiny backbones' VQA prompt (the world's corpus writes it)
+REAL_VQA_TEMPLATE = "Question: {} Short answer:"  # LAVIS BLIP-2's VQA prompt, as EasyEdit gives the real backbones
+FACT_FORMAT = "new fact : {question} {answer} prompt :"  # IKE's / MMEdit's in-context format
+
+
+def fact_prompt(question: str, answer: str, query: str) -> str:
+    """The new fact, then the query: `new fact : <question> <answer> prompt : <query>`."""
+    return f"{FACT_FORMAT.format(question=question, answer=answer)} {query}"
 
 
 @dataclasses.dataclass(frozen=True)

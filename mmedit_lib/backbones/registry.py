@@ -16,7 +16,7 @@ import torch
 
 from ..paths import BACKBONES_DIR
 from .backbone import Backbone
-from .prompt_format import get_format
+from .prompt_format import REAL_VQA_TEMPLATE, TINY_VQA_TEMPLATE, get_format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +37,12 @@ class BackboneSpec:
 # in its chat format. `image_size=224` and `prompt_format="blip2"` are the options; a checkpoint built at another
 # size (the tiny random stand-ins of the tests) runs at its own unless `image_size` says.
 BACKBONES = {s.name: s for s in [
-    BackboneSpec("tiny-blip2-opt", "opt", True, "question : {} short answer :", paper="blip2-opt"),
-    BackboneSpec("tiny-minigpt4", "llama", True, "question : {} short answer :", paper="minigpt4"),
-    BackboneSpec("blip2-opt-2.7b", "opt", False, "Question: {} Short answer:", "MMEDIT_BLIP2_OPT_PATH", (224, 364),
+    BackboneSpec("tiny-blip2-opt", "opt", True, TINY_VQA_TEMPLATE, paper="blip2-opt"),
+    BackboneSpec("tiny-minigpt4", "llama", True, TINY_VQA_TEMPLATE, paper="minigpt4"),
+    BackboneSpec("blip2-opt-2.7b", "opt", False, REAL_VQA_TEMPLATE, "MMEDIT_BLIP2_OPT_PATH", (224, 364),
                  paper="blip2-opt"),
     # MiniGPT-4 (Vicuna-7B) converted into Blip2ForConditionalGeneration by `convert_minigpt4`
-    BackboneSpec("minigpt4-7b", "llama", False, "Question: {} Short answer:", "MMEDIT_MINIGPT4_PATH", (224, 364),
+    BackboneSpec("minigpt4-7b", "llama", False, REAL_VQA_TEMPLATE, "MMEDIT_MINIGPT4_PATH", (224, 364),
                  "minigpt4-chat", paper="minigpt4"),
 ]}
 # backbone -> the papers' backbone whose numbers it is compared with (the one map: reports and notebooks read it)

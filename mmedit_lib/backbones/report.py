@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .prompt_format import fact_prompt
 from ..metrics.accuracy import normalize_answer, token_accuracy
 from ..world.corpus import demonstration, vqa_question
 from ..world.cases import M_LOC_KINDS
@@ -63,7 +64,7 @@ def _held_out_vqa(world: World, kind: str, n: int, rng: random.Random):
 def _in_context_prompt(world: World, rng: random.Random, n_demos: int, fact, new_answer: str, query_text: str):
     demos = [demonstration(world, rng) for _ in range(n_demos)]
     context = " ".join(f"{text} {answer}" for text, answer in demos)
-    return (context + " " if context else "") + f"new fact : {fact.text} {new_answer} prompt : {query_text}"
+    return (context + " " if context else "") + fact_prompt(fact.text, new_answer, query_text)
 
 
 def evaluate_backbone(bb: Backbone, world: World, n_per_kind: int = REPORT_N_PER_KIND, seed: int = REPORT_SEED,

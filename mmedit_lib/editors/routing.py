@@ -11,9 +11,9 @@ one back, so routing edits nest like weight edits and must be restored in revers
 from __future__ import annotations
 
 from ..backbones.backbone import Backbone, Query
+from ..backbones.prompt_format import FACT_FORMAT  # noqa: F401  (ike reads it from here)
 from .base import SlotEdit
 
-FACT_FORMAT = "new fact : {question} {answer} prompt :"  # the IKE/MMEdit format the tiny backbones were trained on
 
 
 def fact_context(bb: Backbone, edit_query: Query, demonstrations: str = "") -> str:

@@ -156,11 +156,11 @@ def random_backbone(name: str, config, dtype: torch.dtype, seed: int = 0, words=
     size = config.vision_config.image_size
     processor = BlipImageProcessorPil(size={"height": size, "width": size}, image_mean=CLIP_MEAN, image_std=CLIP_STD,
                                       do_convert_rgb=True)
-    from ..backbones.prompt_format import get_format
+    from ..backbones.prompt_format import REAL_VQA_TEMPLATE, get_format
     from ..backbones.registry import BACKBONES, set_inputs
     spec = BACKBONES.get(name)
     set_inputs(model, processor, spec, image_size)
-    template = spec.vqa_template if spec is not None else "Question: {} Short answer:"
+    template = spec.vqa_template if spec is not None else REAL_VQA_TEMPLATE
     fmt = get_format(prompt_format or (spec.prompt_format if spec is not None else "blip2"))
     return Backbone(name, model, build_tokenizer(config, words), processor, config.text_config.model_type,
                     vqa_template=template, prompt_format=fmt)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import random
 import re
 
+from ..backbones.prompt_format import FACT_FORMAT, TINY_VQA_TEMPLATE, fact_prompt
 from .facts import BACKGROUNDS, CENTURIES, COUNTRIES, KINDS, MATERIALS, NUMBER_WORDS, OBJECT_COLORS, SHAPES
 from .questions import (CAPTION_PROMPTS, PLURAL, QUESTION_KINDS, VQA_KINDS, ask, caption, other_phrasing,
                         rephrase)
 from .scenes import EntityScene, Layout
 from .world import TEXT_PREFIX, World
 
-VQA_TEMPLATE = "question : {} short answer :"
+VQA_TEMPLATE = TINY_VQA_TEMPLATE
 MIX = {"vqa": 0.41, "caption": 0.09, "text": 0.225, "in_context": 0.275}
 MAX_DEMOS = 40
 CORPUS_IMAGES = 8000  # the default corpus: what the shipped backbones were trained on
@@ -70,7 +71,7 @@ def demonstration(world: World, rng: random.Random) -> list[str]:
         while other.kind == fact.kind and other.args == fact.args:
             other, _ = _text_question(world, rng)
         query, answer = TEXT_PREFIX + other.text, other.answer
-    return [f"new fact : {fact.text} {new_answer} prompt : {query}", answer]
+    return [fact_prompt(fact.text, new_answer, query), answer]
 
 
 def _in_context(world: World, rng: random.Random, image_id: int, scene) -> dict:
@@ -100,7 +101,7 @@ def _in_context(world: World, rng: random.Random, image_id: int, scene) -> dict:
         while query.kind == fact.kind and query.args == fact.args:
             query, _ = _text_question(world, rng)
         prompt, answer = TEXT_PREFIX + query.text, query.answer
-    turns = demos + [[f"new fact : {fact.text} {new_answer} prompt : {prompt}", answer]]
+    turns = demos + [[fact_prompt(fact.text, new_answer, prompt), answer]]
     return {"type": "in_context", "image": image_id if visual else None, "turns": turns}
 
 
@@ -140,7 +141,7 @@ def make_corpus(world: World, n_images: int, n_examples: int, seed: int):
 
 def vocabulary(world: World) -> list[str]:
     """Every word the world can produce, in a fixed order (the tiny tokenizer's vocabulary)."""
-    texts = [VQA_TEMPLATE, TEXT_PREFIX, "new fact : prompt :", " ".join(CAPTION_PROMPTS),
+    texts = [VQA_TEMPLATE, TEXT_PREFIX, FACT_FORMAT.format(question="", answer=""), " ".join(CAPTION_PROMPTS),
              "a the and on in background big small top bottom left right"]
     for kind in QUESTION_KINDS.values():
         texts.extend(kind.templates)
