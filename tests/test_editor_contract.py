@@ -64,11 +64,11 @@ def _ffn_out(bb):
 def _ascend(bb, request, hp, prepared):
     """Moves the last FFN against the edit (its target gets less likely); restores exactly."""
     weight = _ffn_out(bb).weight
-    edit = WeightEdit({"w": weight})
+    edit, flag = WeightEdit({"w": weight}), weight.requires_grad
     with torch.enable_grad():
         weight.requires_grad_(True)
         grad, = torch.autograd.grad(bb.loss([request.query]), weight)
-        weight.requires_grad_(False)
+        weight.requires_grad_(flag)
     with torch.no_grad():
         weight.add_(hp.scale * grad.sign())
     return edit
@@ -123,6 +123,7 @@ def test_the_contract_names_the_promise_an_editor_breaks(apply, prepare, message
     spec = EditorSpec("broken", BrokenHparams, apply, prepare, label="Broken", summary="breaks the contract")
     before, weights = state_hash(bb.model), {k: v.clone() for k, v in bb.model.state_dict().items()}
     hooks = {m: set(m._forward_hooks) for m in bb.model.modules()}
+    flags = [p.requires_grad for p in bb.model.parameters()]
     try:
         with pytest.raises(AssertionError, match=message):
             check_contract(Editor(spec, BrokenHparams()), bb, cases["tiny-blip2-opt"],
@@ -133,4 +134,4 @@ def test_the_contract_names_the_promise_an_editor_breaks(apply, prepare, message
             for key in set(module._forward_hooks) - kept:
                 del module._forward_hooks[key]
         bb.model.load_state_dict(weights)
-    assert state_hash(bb.model) == before
+    assert state_hash(bb.model) == before and [p.requires_grad for p in bb.model.parameters()] == flags
