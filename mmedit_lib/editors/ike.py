@@ -32,7 +32,8 @@ QUERY_RESERVE = 96  # positions kept free for the new fact, the query and its an
 @dataclasses.dataclass
 class IKEHparams:
     k: int = 32  # demonstrations (IKE; MMEdit)
-    kinds: tuple[str, ...] = prepare_field(("copy", "update", "retain"))  # demonstration kinds, cycled over the train records
+    # demonstration kinds, cycled over the train records
+    kinds: tuple[str, ...] = prepare_field(("copy", "update", "retain"))
 
 
 def demonstration(record, kind: str) -> str:

@@ -69,12 +69,6 @@ def load_plugins(names: str | None = None) -> list[str]:
     return [m.__name__ for m in modules]
 
 
-for _module in BUILTIN:
-    for _spec in specs_of(importlib.import_module(f".{_module}", __package__)):
-        register(_spec)
-load_plugins()
-
-
 class SpecTable(Mapping):
     """editor -> one thing its spec says, read live (so an editor registered later is in it too).
 
@@ -187,3 +181,10 @@ def sequential_problem(name: str, hparams) -> str | None:
 
 def make_editor(name: str, backbone: str | None = None, **overrides) -> Editor:
     return Editor(get_spec(name), make_hparams(name, backbone, **overrides))
+
+
+# the table: the package's editors, then the plugins' (last, so that a plugin can import this module whole)
+for _module in BUILTIN:
+    for _spec in specs_of(importlib.import_module(f".{_module}", __package__)):
+        register(_spec)
+load_plugins()

@@ -55,9 +55,11 @@ class SERACHparams:
     cf_steps: int = prepare_field(300)  # counterfactual-model fine-tuning steps
     cf_batch: int = prepare_field(8)
     cf_lr: float = prepare_field(1e-4)
-    counterfactual: str = prepare_field("copy")  # "copy": the backbone with `cf_layers` trained; "small": EasyEdit's BLIP-2 reading
+    # "copy": the backbone with `cf_layers` trained; "small": EasyEdit's BLIP-2 reading
+    counterfactual: str = prepare_field("copy")
     cf_layers: tuple[int, ...] = prepare_field(())  # "copy": the LM layers trained (empty: the whole language model)
-    small_model: str = prepare_field("")  # "small": a local folder, or random:<published language model> ("": $MMEDIT_SERAC_SMALL)
+    # "small": a local folder, or random:<published language model> ("": $MMEDIT_SERAC_SMALL)
+    small_model: str = prepare_field("")
     seed: int = prepare_field(0)
 
     def check(self) -> None:

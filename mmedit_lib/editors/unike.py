@@ -215,7 +215,8 @@ def memory(s, hp: UniKEHparams) -> Memory:
     return Memory(adam_bytes(pairs), pairs * FP16 + 2 * s.d * layers * FP32, resident * FP32)
 
 
-SPEC = EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike, label="UniKE", edit_steps="steps", memory=memory,
+SPEC = EditorSpec("unike", UniKEHparams, apply_unike, prepare_unike, label="UniKE", edit_steps="steps",
+                  memory=memory,
                   quick={"encoder_epochs": 1, "steps": 5}, quick_cases=("memory_triplets", "patch_memory_cases"),
                   smoke={"memory_triplets": 64, "encoder_epochs": 2, "patch_memory_cases": 10, "steps": 10},
                   summary="UniKE: extra FFN key-value pairs + latent in-context memory, collaborating via ζ and α")

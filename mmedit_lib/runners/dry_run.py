@@ -21,7 +21,8 @@ process's own peak so far; `nonfinite` (floating state entries that are not fini
 build); `acc_before` / `acc_after`, the teacher-forced token accuracy of the edit's own target (`tf-token`) before
 and while the edit is applied, and `took_effect` (acc_after == 1). An editor that raises is a row with status
 "error: ..." and its traceback; SERAC, whose `prepare` fine-tunes a counterfactual model, is checked against
-/proc/meminfo's MemAvailable first and is a "does not fit" row when it cannot fit (its spec's `prepare_gib`: SERAC's `counterfactual_gib`).
+/proc/meminfo's MemAvailable first and is a "does not fit" row when it cannot fit (its spec's `prepare_gib`:
+SERAC's `counterfactual_gib`).
 """
 from __future__ import annotations
 
