@@ -139,6 +139,7 @@ def check_contract(editor, bb, cases, rng_independence: bool = True) -> None:
     assert finite(bb.model), "prepare left a non-finite weight"
     query = cases[0].request.query
     unedited_logits, unedited_loss = _logits(bb, query), _loss(bb, query)
+    before = _Snapshot(bb)  # after a forward pass, which fills the backbone's own lazy caches
     if rng_independence and spec.prepare is not None:  # prepare again after other draws: the same edit
         first, torch_state = editor.prepared, torch.random.get_rng_state()
         torch.manual_seed(12345)
@@ -149,7 +150,8 @@ def check_contract(editor, bb, cases, rng_independence: bool = True) -> None:
         editor.prepared = first
         assert torch.equal(_edited_logits(editor, bb, cases[0].request), again), \
             "prepare is not repeatable: prepared again (after other random draws) it gives another edit"
-    before = _Snapshot(bb)  # after a forward pass, which fills the backbone's own lazy caches
+        problem = before.left_behind(bb)
+        assert problem is None, problem
 
     def edited():
         torch.manual_seed(0)
