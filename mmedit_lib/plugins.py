@@ -39,3 +39,13 @@ def plugin_modules(names: str | None = None) -> list[ModuleType]:
 def defined(module: ModuleType, one: str, many: str) -> tuple:
     """What a module defines under `many` (a sequence) or `one` (a single object), or ()."""
     return tuple(getattr(module, many, ())) or ((getattr(module, one),) if hasattr(module, one) else ())
+
+
+def load(one: str, many: str, register, names: str | None = None) -> list[str]:
+    """`register` each object the plugin modules define under `one` / `many` (e.g. "SPEC" / "SPECS"); the modules
+    imported, by name."""
+    modules = plugin_modules(names)
+    for module in modules:
+        for item in defined(module, one, many):
+            register(item)
+    return [m.__name__ for m in modules]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from ..plugins import defined, plugin_modules
+from .. import plugins
 from .records import MMEditRecord, OKEditRecord
 
 METRICS = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")  # every benchmark has a probe for each
@@ -101,11 +101,7 @@ def cross_tasks() -> tuple[str, ...]:
 
 def load_plugins(names: str | None = None) -> list[str]:
     """Register the BENCHMARK(S) of the plugin modules (default `$MMEDIT_PLUGINS`); the modules imported."""
-    modules = plugin_modules(names)
-    for module in modules:
-        for benchmark in defined(module, "BENCHMARK", "BENCHMARKS"):
-            register(benchmark)
-    return [m.__name__ for m in modules]
+    return plugins.load("BENCHMARK", "BENCHMARKS", register, names)
 
 
 for _benchmark in (

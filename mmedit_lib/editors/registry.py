@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import yaml
 
-from ..plugins import defined, plugin_modules
+from .. import plugins
+from ..plugins import defined
 from .base import Edit, EditRequest
 from .spec import EditorSpec
 
@@ -62,11 +63,7 @@ def load_plugins(names: str | None = None) -> list[str]:
         >>> load_plugins("")
         []
     """
-    modules = plugin_modules(names)
-    for module in modules:
-        for spec in specs_of(module):
-            register(spec)
-    return [m.__name__ for m in modules]
+    return plugins.load("SPEC", "SPECS", register, names)
 
 
 class SpecTable(Mapping):
