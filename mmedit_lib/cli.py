@@ -66,7 +66,7 @@ def cmd_train_backbone(args) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    model, tokenizer, log = train_tiny_backbone(spec.family, cfg)
+    model, tokenizer, log = train_tiny_backbone(spec.family, cfg, spec.architecture)
     save_tiny_backbone(out, model, tokenizer)
     log_path = out / "training_log.json"
     log_path.write_text(json.dumps(log) + "\n")

@@ -40,6 +40,7 @@ PARTS = (
      ("balancedit_table1_example", "balancedit_table3_main", "balancedit_table4_sequential",
       "balancedit_table5_efficiency", "balancedit_table6_distance", "balancedit_table7_negative_anchor",
       "balancedit_fig4_interpretability", "balancedit_fig5_alpha", "balancedit_fig7_key_tsne")),
+    ("Beyond the papers", None, ("llava_does_it_hold",)),
     ("Running on real backbones", None, ("running_on_real_backbones",)),
 )
 FRONT_PAGES = ("status", "pages/disagreements")
@@ -65,7 +66,7 @@ def notebook_names() -> list[str]:
 
 # The order `--jobs 2` starts notebooks in: the longest first, and notebooks that build the same prepared editors or
 # runs (which then wait on each other's locks) apart; the rest follow in book order.
-SCHEDULE = ("mmedit_table2_main", "unike_table4_ablation", "unike_fig4a_topk", "unike_fig4b_alpha",
+SCHEDULE = ("mmedit_table2_main", "llava_does_it_hold", "unike_table4_ablation", "unike_fig4a_topk", "unike_fig4b_alpha",
             "unike_fig4c_zeta", "unike_fig2a_tradeoff", "unike_explorer", "unike_table2_sequential",
             "unike_table1_onestep", "unike_table3_crosstask", "balancedit_table3_main", "balancedit_table4_sequential",
             "efficiency_editing_cost")
@@ -252,6 +253,16 @@ def first_heading(notebook: Path) -> str:
                 if line.startswith("# "))
 
 
+def collapse_code(notebook: dict) -> dict:
+    """Every code cell's source collapsed behind a "Show code" toggle (myst-nb's `hide-input`), unless the cell
+    hides or removes its input already: a reader sees the results, one click opens the code."""
+    for cell in notebook["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if cell["cell_type"] == "code" and not {"hide-input", "remove-input", "remove-cell"} & set(tags):
+            tags.append("hide-input")
+    return notebook
+
+
 def build_book(smoke: bool = False) -> Path:
     """Copy the executed notebooks in, write the landing page (the scorecard), the status page and _toc.yml, and
     build HTML offline (-W: any warning fails the build; the log is kept in _build/build.log)."""
@@ -272,7 +283,8 @@ def build_book(smoke: bool = False) -> Path:
     names = [n for n in notebook_names() if n in status]
     for name in names:  # each captioned figure in a cell of its own, so myst-nb renders its caption
         executed = json.loads((source / f"{name}.ipynb").read_text())
-        (chapters / f"{name}.ipynb").write_text(json.dumps(caption_figures(executed, name.replace("_", "-"))))
+        chapter = collapse_code(caption_figures(executed, name.replace("_", "-")))
+        (chapters / f"{name}.ipynb").write_text(json.dumps(chapter))
     status = {n: status[n] for n in names}
     headings = {n: first_heading(chapters / f"{n}.ipynb") for n in names}
     (root / "intro.md").write_text(landing_page(status, headings, (root / "landing.md").read_text()))

@@ -8,7 +8,8 @@ torch.set_num_threads(1)
 
 from mmedit_lib.paths import REPO_ROOT  # noqa: E402
 
-TINY = ["tiny-blip2-opt", "tiny-minigpt4"]
+TINY = ["tiny-blip2-opt", "tiny-minigpt4"]  # the stand-ins of the papers' two backbones
+SHIPPED = [*TINY, "tiny-llava"]  # every shipped tiny backbone (tiny-llava: the LLaVA-class one none of the papers ran)
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 
 

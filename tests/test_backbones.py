@@ -1,28 +1,33 @@
 import pytest
 import torch
 from PIL import Image
-from transformers import Blip2ForConditionalGeneration
+from transformers import Blip2ForConditionalGeneration, LlavaForConditionalGeneration
 
+from mmedit_lib.backbones.architectures import DECODER_SITES, architecture_of
 from mmedit_lib.backbones.backbone import Backbone, Query, state_hash
-from mmedit_lib.backbones.configs import tiny_blip2_config
+from mmedit_lib.backbones.configs import tiny_blip2_config, tiny_llava_config
 from mmedit_lib.backbones.registry import BACKBONES, load_backbone, save_tiny_backbone
-from mmedit_lib.backbones.sites import SITE_TABLE, site_path
 from mmedit_lib.backbones.tokenizer import build_word_tokenizer
 from mmedit_lib.world.corpus import vocabulary
 from mmedit_lib.world.world import World
 
 FAMILIES = ["opt", "llama"]
+KINDS = ["opt", "llama", "llava"]  # BLIP-2 + OPT, BLIP-2 + LLaMA (MiniGPT-4), LLaVA (LLaMA)
 
 
 def random_backbone(family: str, n_layers: int = 2, seed: int = 0) -> Backbone:
+    """A tiny random backbone: "opt" / "llama" a BLIP-2 with that decoder, "llava" a LLaVA."""
     from transformers import BlipImageProcessorPil
     tok = build_word_tokenizer(vocabulary(World(0)))
     torch.manual_seed(seed)
-    model = Blip2ForConditionalGeneration(tiny_blip2_config(family, len(tok), n_layers))
-    with torch.no_grad():
-        model.query_tokens.normal_(0, 0.02)
+    if family == "llava":
+        model = LlavaForConditionalGeneration(tiny_llava_config(len(tok), n_layers))
+    else:
+        model = Blip2ForConditionalGeneration(tiny_blip2_config(family, len(tok), n_layers))
+        with torch.no_grad():
+            model.query_tokens.normal_(0, 0.02)
     proc = BlipImageProcessorPil(size={"height": 64, "width": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    return Backbone(f"random-{family}", model, tok, proc, family)
+    return Backbone(f"random-{family}", model, tok, proc, model.config.text_config.model_type)
 
 
 def image(seed: int) -> Image.Image:
@@ -30,33 +35,88 @@ def image(seed: int) -> Image.Image:
     return Image.fromarray(torch.randint(0, 255, (64, 64, 3), generator=g, dtype=torch.uint8).numpy())
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n_layers", [2, 5])
-def test_every_site_resolves_to_a_module(family, n_layers):
-    bb = random_backbone(family, n_layers)
+def test_every_site_resolves_and_carries_its_declared_widths(kind, n_layers):
+    """Each site of the architecture's table is a module, and a forward pass shows the widths the table declares on
+    the sides it declares them (the pyvene-style table is checked against the model, not trusted)."""
+    bb = random_backbone(kind, n_layers)
     modules = dict(bb.model.named_modules())
-    for site, template in SITE_TABLE[family].items():
-        for layer in ([None] if "{i}" not in template else [0, -1]):
-            path = bb.site(site, layer)
-            assert path in modules, (site, path)
-    assert bb.site("vision_block", -1) == "vision_model.encoder.layers.2"  # 3 vision layers
-    assert bb.site("qformer_block", -1) == "qformer.encoder.layer.1"  # 2 Q-Former layers
-    assert site_path(family, "ffn_out", -1, n_layers).endswith(f".{n_layers - 1}." +
-                                                                ("fc2" if family == "opt" else "mlp.down_proj"))
-    assert isinstance(modules[site_path(family, "ffn_out", 0, n_layers)], torch.nn.Linear)
+    seen, handles = {}, []
+    for name, site in bb.sites.items():
+        for layer in ([None] if "{i}" not in site.path else [0, -1]):
+            resolved = bb.site_info(name, layer)
+            assert resolved.path in modules, (name, resolved.path)
+            if name == "layers":
+                continue
+
+            def hook(module, args, kwargs, output, key=(name, layer)):
+                seen[key] = (args[0] if args else kwargs.get("hidden_states"), output)
+            handles.append(modules[resolved.path].register_forward_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            bb.logits(bb.encode([Query(image(1), bb.vqa_prompt("what color is the circle ?"), "red")]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    config = bb.model.config
+    for (name, layer), (inputs, output) in seen.items():
+        site = bb.sites[name]
+        for side, tensor in (("input", inputs), ("output", output)):
+            width = site.width(config, side)
+            if width is not None:
+                assert isinstance(tensor, torch.Tensor) and tensor.shape[-1] == width, (name, side)
+    assert len(seen) == 2 * sum("{i}" in s.path for n, s in bb.sites.items() if n != "layers") + sum(
+        "{i}" not in s.path for n, s in bb.sites.items() if n != "layers")
+    last = n_layers - 1
+    assert bb.site("ffn_out", -1).endswith(f".{last}." + ("fc2" if kind == "opt" else "mlp.down_proj"))
+    assert isinstance(modules[bb.site("ffn_out", 0)], torch.nn.Linear)
+
+
+def test_the_vision_sites_count_only_the_blocks_the_language_model_reads():
+    """BLIP-2 reads its ViT's last block; LLaVA-1.5 the penultimate one (`vision_feature_layer=-2`), so its last read
+    block is block n-2, and editing block n-1 changes no logit."""
+    blip2, llava = random_backbone("opt"), random_backbone("llava")
+    assert blip2.site("vision_block", -1) == "vision_model.encoder.layers.2"  # 3 ViT blocks
+    assert blip2.site("qformer_block", -1) == "qformer.encoder.layer.1"  # 2 Q-Former layers
+    assert llava.site("vision_block", -1) == "model.vision_tower.encoder.layers.2"  # 4 CLIP blocks, 3 read
+    assert llava.stack_depth("vision_block") == 3 and "qformer_block" not in llava.sites
+    q = Query(image(2), llava.vqa_prompt("what shape is it ?"), "circle")
+    with torch.no_grad():
+        before = llava.logits(llava.encode([q]))
+        unread = llava.model.get_submodule("model.vision_tower.encoder.layers.3.mlp.fc2").weight
+        unread.add_(1.0)
+        llava._image_cache.clear()
+        assert torch.equal(llava.logits(llava.encode([q])), before)
+        read = llava.module("vision_ffn_out", -1).weight
+        read.add_(1.0)
+        assert not torch.equal(llava.logits(llava.encode([q])), before)
+
+
+def test_decoder_sites_are_shared_by_decoder_class():
+    """MiniGPT-4's BLIP-2 and LLaVA share the LLaMA rows: one table per decoder, prefixed per architecture."""
+    llama, llava = random_backbone("llama"), random_backbone("llava")
+    for name in DECODER_SITES["LlamaConfig"]:
+        if name == "layers":
+            continue
+        a, b = llama.site(name, 0), llava.site(name, 0)
+        assert a.removeprefix("language_model.model.") == b.removeprefix("model.language_model.")
+    assert architecture_of(llava.model.config).key == "llava" and llava.gated_ffn and not random_backbone("opt").gated_ffn
 
 
 def test_unknown_site_is_a_clear_error():
-    with pytest.raises(KeyError, match="no site 'ffn_gate' for decoder family 'opt'"):
-        site_path("opt", "ffn_gate", 0, 2)
+    with pytest.raises(KeyError, match="no site 'ffn_gate' in BLIP-2 with a opt decoder"):
+        random_backbone("opt").site("ffn_gate", 0)
+    with pytest.raises(IndexError, match="out of range for the 2 language layers"):
+        random_backbone("opt").site("ffn_out", 2)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_our_inputs_match_blip2_forward(family):
-    bb = random_backbone(family)
+@pytest.mark.parametrize("kind", KINDS)
+def test_our_inputs_match_the_models_own_forward(kind):
+    bb = random_backbone(kind)
     q = Query(image(1), bb.vqa_prompt("what color is the circle ?"), "red")
     batch = bb.encode([q])
-    assert (batch.input_ids == bb.image_token_id).sum() == bb.num_query_tokens
+    assert (batch.input_ids == bb.image_token_id).sum() == bb.n_image_tokens
     with torch.no_grad():
         ours = bb.logits(batch)
         theirs = bb.model(pixel_values=batch.pixel_values, input_ids=batch.input_ids,
@@ -64,19 +124,20 @@ def test_our_inputs_match_blip2_forward(family):
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_text_only_queries_run_the_language_model_alone(family):
-    bb = random_backbone(family)
+@pytest.mark.parametrize("kind", KINDS)
+def test_text_only_queries_run_the_language_model_alone(kind):
+    bb = random_backbone(kind)
     q = Query(None, "nq question: what is the capital of france ?", "paris")
     batch = bb.encode([q])
     assert bb.image_token_id not in batch.input_ids and batch.pixel_values is None
     with torch.no_grad():
         ours = bb.logits(batch)
-        alone = bb.model.language_model(input_ids=batch.input_ids).logits
+        hidden = bb.language_model(input_ids=batch.input_ids).last_hidden_state
+        alone = bb.model.get_submodule(bb.arch.lm_head)(hidden)
     torch.testing.assert_close(ours, alone, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", KINDS)
 def test_padding_and_batching_do_not_change_results(family):
     bb = random_backbone(family)
     queries = [Query(image(2), bb.vqa_prompt("how many objects are there ?"), "two"),
@@ -93,7 +154,7 @@ def test_padding_and_batching_do_not_change_results(family):
     assert greedy_together == greedy_alone
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", KINDS)
 def test_greedy_follows_the_argmax_chain(family):
     bb = random_backbone(family)
     q = Query(image(4), bb.vqa_prompt("what shape is the red object ?"))
@@ -123,6 +184,32 @@ def test_real_blip2_loader_reads_a_local_folder(tmp_path):
     q = Query(image(5), loaded.vqa_prompt("what color is the circle ?"), "red")
     with torch.no_grad():
         torch.testing.assert_close(loaded.target_logits([q])[0][0], bb.target_logits([q])[0][0])
+
+
+def test_real_llava_loader_reads_a_local_folder_in_the_llava_hf_layout(tmp_path):
+    """llava-1.5-7b loads by path from a folder as llava-hf's is laid out (LlavaForConditionalGeneration weights,
+    a CLIPImageProcessor, a tokenizer with `<image>`); here a tiny random LLaVA stands in. Its queries are written
+    in LLaVA-1.5's conversation: `<s>USER: ` + the image's patch tokens + `\n` + the question + ` ASSISTANT:`."""
+    from transformers import CLIPImageProcessor
+    bb = random_backbone("llava", seed=3)
+    bb.model.save_pretrained(tmp_path)
+    bb.tokenizer.save_pretrained(tmp_path)
+    CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(tmp_path)
+    loaded = load_backbone("llava-1.5-7b", path=tmp_path)
+    assert loaded.arch.key == "llava" and loaded.prompt_format.name == "llava-1.5"
+    assert state_hash(loaded.model) == state_hash(bb.model)
+    q = Query(image(5), loaded.vqa_prompt("what color is the circle ?"), "red")
+    ids = loaded.encode([q]).input_ids[0].tolist()
+    head = [loaded.tokenizer.bos_token_id] + loaded._ids("USER: ")
+    assert ids[:len(head)] == head and ids[len(head):len(head) + 16] == [loaded.image_token_id] * 16
+    assert loaded.question_of(q.prompt) == "what color is the circle ?" and q.prompt.endswith("ASSISTANT:")
+    with torch.no_grad():
+        batch = loaded.encode([q])
+        theirs = loaded.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                              attention_mask=batch.attention_mask).logits
+        torch.testing.assert_close(loaded.logits(batch), theirs, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="holds a LlavaForConditionalGeneration but tiny-blip2-opt is a blip2"):
+        load_backbone("tiny-blip2-opt", path=tmp_path)
 
 
 def test_real_blip2_without_a_path_is_a_clear_error(monkeypatch):

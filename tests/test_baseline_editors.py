@@ -36,7 +36,7 @@ def test_a_context_is_read_but_not_scored(shipped, smoke_world):
     with torch.no_grad():
         a, b = bb.query_logits([plain, with_context])
     assert a.sequence.shape == b.sequence.shape and a.target.shape == b.target.shape
-    assert torch.equal(a.sequence[:bb.num_query_tokens], b.sequence[:bb.num_query_tokens])  # image positions
+    assert torch.equal(a.sequence[:bb.n_image_tokens], b.sequence[:bb.n_image_tokens])  # image positions
     assert not torch.equal(a.target, b.target)  # ... while the answer does read the context
 
 

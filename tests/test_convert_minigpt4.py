@@ -131,7 +131,7 @@ def test_the_cli_writes_a_folder_that_loads_as_minigpt4_7b_and_answers(tmp_path)
                  str(tmp_path / "minigpt4.pth"), "--vicuna", str(folder), "--out", str(tmp_path / "out"),
                  "--vision-heads", "4", "--qformer-heads", "4", "--vision-layers", str(DEPTH)]) == 0
     bb = load_backbone("minigpt4-7b", path=tmp_path / "out")
-    assert bb.family == "llama" and bb.num_query_tokens == N_QUERY and bb.image_token_id == VOCAB
+    assert bb.family == "llama" and bb.n_image_tokens == N_QUERY and bb.image_token_id == VOCAB
     query = Query(torch.randn(3, IMAGE, IMAGE), bb.vqa_prompt("w1 w2"), "w3")
     logits, target_ids = bb.target_logits([query])[0]
     assert logits.shape == (1, VOCAB + 1) and target_ids.tolist() == [6]

@@ -80,6 +80,21 @@ def test_published_configs_and_their_tokenizers(name, vocab, eos, image, family)
     assert tok.unk_token_id not in tok("how many zebras ?", add_special_tokens=False)["input_ids"]
 
 
+def test_the_published_llava_config_is_llava_1_5_7b():
+    """llava-hf/llava-1.5-7b-hf's architecture: 7.06B parameters, 576 image tokens, the penultimate CLIP layer."""
+    from transformers import LlavaForConditionalGeneration
+    from mmedit_lib.backbones.architectures import architecture_of
+    config = dr.published_config("llava-1.5-7b")
+    arch = architecture_of(config)
+    assert (arch.key, arch.n_image_tokens(config), arch.vision_depth(config)) == ("llava", 576, 23)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    assert 7.06e9 < sum(p.numel() for p in model.parameters()) < 7.07e9
+    tok = dr.build_tokenizer(config, ["How many zebras?"])
+    assert (len(tok), tok.convert_tokens_to_ids("<image>"), tok.pad_token_id, tok.eos_token_id) == (32064, 32000,
+                                                                                                   32001, 2)
+
+
 def test_unknown_backbone_and_missing_flag_are_refused(capsys):
     with pytest.raises(ValueError, match="no published config for 'tiny-blip2-opt'"):
         dr.published_config("tiny-blip2-opt")

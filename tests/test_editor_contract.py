@@ -13,7 +13,7 @@ from mmedit_lib.editors.registry import EDITORS, make_editor, make_hparams
 from mmedit_lib.editors.spec import QUICK_CASES
 from mmedit_lib.runners.cases import load_cases
 
-from conftest import TINY
+from conftest import SHIPPED
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +21,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cases(smoke_world, shipped):
     out = {}
-    for name in TINY:
+    for name in SHIPPED:
         world, _ = smoke_world(name)
         out[name] = load_cases(shipped(name), world, "vqa", n=QUICK_CASES, seed=0)
     return out
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("editor_name", sorted(EDITORS))
 def test_every_editor_keeps_the_contract(editor_name, name, dtype, shipped_as, cases):
     """`editors.contract.check_contract`: prepare on 3 cases with the spec's `quick` hparams (seconds: the contract

@@ -145,10 +145,10 @@ def test_minigpt4s_chat_format_wraps_the_image_without_bos_and_context_positions
     query = Query(image(5), bb.vqa_prompt("what color is the circle ?"), "red")
     ids = chat.encode([query]).input_ids[0].tolist()
     ids_of = chat._ids
-    head = ids_of("###Human: <Img>") + [chat.image_token_id] * chat.num_query_tokens + ids_of("</Img> ")
+    head = ids_of("###Human: <Img>") + [chat.image_token_id] * chat.n_image_tokens + ids_of("</Img> ")
     assert ids == head + ids_of(query.prompt) + chat.target_ids("red")
     assert chat.tokenizer.bos_token_id not in ids
-    assert bb.encode([query]).input_ids[0].tolist()[chat.num_query_tokens] == bb.tokenizer.bos_token_id
+    assert bb.encode([query]).input_ids[0].tolist()[chat.n_image_tokens] == bb.tokenizer.bos_token_id
     with_context = dataclasses.replace(query, context="the circle is red .")
     plain, contextual = chat.query_logits([query, with_context])
     assert plain.sequence.shape == contextual.sequence.shape  # the context's positions are skipped

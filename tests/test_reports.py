@@ -62,3 +62,43 @@ def test_memory_at_full_size_has_every_editor_and_counts_the_real_architectures(
     full = editor_memory("blip2-opt-2.7b", backbone_hparams="blip2-opt-2.7b").set_index("editor")
     assert 0.23 < full.loc["SERAC", "prepare keeps (GiB)"] < 0.25  # 125.2M + 0.6M weights in 16 bits, + classifier
     assert table.loc["BalancEdit", "each kept edit (MiB)"] > 1000 * table.loc["GRACE", "each kept edit (MiB)"]
+    # LLaVA-1.5-7B: 7.06B parameters, no Q-Former; MEND (vision module) edits the last read CLIP block's FFN and the
+    # projector (1024 -> 4096 -> 4096), so it keeps more per edit than on BLIP-2, where the bridge is 768 wide
+    llava = parameter_counts("llava-1.5-7b")
+    assert 7.06e9 < llava["total"] < 7.07e9 and llava["qformer"] == 0 and 0.30e9 < llava["vision"] < 0.31e9
+    on_llava = editor_memory("llava-1.5-7b", backbone_hparams="llava-1.5-7b").set_index("editor")
+    assert set(on_llava.index) == set(table.index)
+    assert on_llava.loc["MEND (vision module)", "each kept edit (MiB)"] > full.loc["MEND (vision module)",
+                                                                                    "each kept edit (MiB)"]
+
+
+def test_carry_over_outcomes_follow_the_verdicts():
+    from mmedit_lib.report.carry_over import OUTCOMES, carries, outcome_counts
+    import pandas as pd
+    R, N, I = "reproduced", "not reproduced", "inconclusive"
+    assert carries(R, [R, N]) == "holds here too"
+    assert carries(R, [I, N]) == "holds here, not on the stand-ins"
+    assert carries(N, [I, R]) == "does not carry over"
+    assert carries(N, [N, I]) == "fails everywhere"
+    assert carries(I, [R, R]) == carries("not yet run", [R, R]) == "undecided here"
+    counts = outcome_counts(pd.DataFrame({"carries": ["holds here too", "holds here too", "fails everywhere"]}))
+    assert list(counts) == list(OUTCOMES) and counts["holds here too"] == 2 and counts["undecided here"] == 0
+
+
+def test_claim_sets_decide_one_cell_with_the_one_rule():
+    """The claims are stated once (claim_sets) and decided by tables.verdict; a cell without a method's runs says
+    so rather than guessing."""
+    import pandas as pd
+    from mmedit_lib.report.claim_sets import balancedit_table3, decide, mmedit_table2
+
+    def summary(**means):
+        return pd.DataFrame({"mean": means, "ci_low": {k: v - 1 for k, v in means.items()},
+                             "ci_high": {k: v + 1 for k, v in means.items()}})
+    cell = {"FT (last layer)": summary(t_loc=50.0, m_loc=10.0, rel=99.0), "MEND": summary(m_loc=60.0, rel=97.0,
+                                                                                           t_loc=95.0, t_gen=90.0)}
+    rows = decide(mmedit_table2, cell, "x, vqa", "vqa")
+    by_text = {r["claim"]: r["verdict"] for r in rows}
+    assert by_text["FT (last layer) damages T-Locality (x, vqa)"] == "reproduced"
+    assert by_text["MEND keeps M-Locality better than FT (last layer) (x, vqa)"] == "reproduced"
+    assert by_text["IKE reaches high reliability (> 80%) (x, vqa)"] == "not yet run"
+    assert len(balancedit_table3("x", "okedit")) == 13 and len(balancedit_table3("x", "vqa")) == 4

@@ -9,21 +9,21 @@ from mmedit_lib.backbones.report import evaluate_backbone
 from mmedit_lib.backbones.train import TrainConfig, train_tiny_backbone
 from mmedit_lib.world.world import World
 
-from conftest import TINY
+from conftest import SHIPPED
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("family", ["opt", "llama"])
-def test_same_seed_gives_the_same_losses_step_for_step(family):
+@pytest.mark.parametrize("family, architecture", [("opt", "blip2"), ("llama", "blip2"), ("llama", "llava")])
+def test_same_seed_gives_the_same_losses_step_for_step(family, architecture):
     cfg = TrainConfig.for_family(family, seed=1, n_images=200, n_examples=3000, stage1_steps=5, stage1_batch=8,
                                  max_stage2_steps=50, stage2_tokens_per_batch=512)  # OPT's: fused AdamW, offsets
-    _, _, first = train_tiny_backbone(family, cfg)
-    _, _, second = train_tiny_backbone(family, cfg)
+    _, _, first = train_tiny_backbone(family, cfg, architecture)
+    _, _, second = train_tiny_backbone(family, cfg, architecture)
     assert len(first["stage2_loss"]) == 100  # 50 steps in each of the two phases
     assert first["stage1_loss"] == second["stage1_loss"]
     assert first["stage2_loss"] == second["stage2_loss"]
-    _, _, other_seed = train_tiny_backbone(family, TrainConfig(**{**cfg.__dict__, "seed": 2}))
+    _, _, other_seed = train_tiny_backbone(family, TrainConfig(**{**cfg.__dict__, "seed": 2}), architecture)
     assert other_seed["stage2_loss"] != first["stage2_loss"]
 
 
@@ -88,15 +88,29 @@ def test_prompt_loss_changes_the_training_but_the_log_keeps_the_answer_loss():
         train_tiny_backbone("opt", TrainConfig(max_stage1_steps=0, prompt_loss_weight=-1.0))
 
 
-@pytest.mark.parametrize("name", TINY)
-def test_shipped_training_log_reproduces_its_first_50_steps(name):
+@pytest.fixture(scope="module")
+def corpora():
+    """The training corpus by (world seed, sizes): the shipped backbones share one, built once here."""
+    from mmedit_lib.backbones.train import Corpus
+    cache = {}
+
+    def get(cfg):
+        key = (cfg.world_seed, cfg.n_images, cfg.n_examples)
+        if key not in cache:
+            cache[key] = Corpus.of(cfg)
+        return cache[key]
+    return get
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_training_log_reproduces_its_first_50_steps(name, corpora):
     folder = default_path(name)
     log = json.loads((folder / "training_log.json").read_text())
     cfg = TrainConfig(**{**log["config"], "max_stage1_steps": 50, "max_stage2_steps": 0})
     threads = torch.get_num_threads()
     torch.set_num_threads(log["threads"])  # the same thread count gives the same reductions
     try:
-        _, _, rerun = train_tiny_backbone(BACKBONES[name].family, cfg)
+        _, _, rerun = train_tiny_backbone(BACKBONES[name].family, cfg, BACKBONES[name].architecture, corpora(cfg))
     finally:
         torch.set_num_threads(threads)
     # Bit-identical on the machine that wrote the log; another CPU (other SIMD kernels) may differ in the last
@@ -105,7 +119,7 @@ def test_shipped_training_log_reproduces_its_first_50_steps(name):
     assert rerun["stage1_loss"] == pytest.approx(log["stage1_loss"][:50], rel=1e-5, abs=0)
 
 
-@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_weights_reproduce_the_reported_accuracies(name, shipped):
     folder = default_path(name)
     reported = json.loads((folder / "report.json").read_text())
@@ -124,7 +138,11 @@ def test_shipped_weights_reproduce_the_reported_accuracies(name, shipped):
         assert measured["per_kind"][kind]["exact"] == pytest.approx(row["exact"], abs=1e-6), kind
 
 
-BAR_NOT_MET: dict[str, str] = {}  # backbone name -> why its report misses the bar (a strict xfail); none now
+# backbone name -> why its report misses the bar (a strict xfail: meeting it fails the test, so the entry goes)
+BAR_NOT_MET: dict[str, str] = {
+    "tiny-llava": "16 image tokens (BLIP-2's 8 queries) make stage 2 25% longer in phase A: 696 s on 2 threads; its "
+                  "CLIP tower, trained through pooled heads, decodes colour and shape worse than the Q-Former: E-VQA "
+                  "token accuracy 54.6% (bar 55%), 7 competent kinds (bar 8)"}
 
 
 def bar_failures(r: dict) -> list[str]:
@@ -143,7 +161,7 @@ def bar_failures(r: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=BAR_NOT_MET[n]))
-                                  if n in BAR_NOT_MET else n for n in TINY])
+                                  if n in BAR_NOT_MET else n for n in SHIPPED])
 def test_shipped_backbones_meet_the_competence_bar(name):
     """The bar of the Foundation issue, read from the shipped report (re-measured by the test above)."""
     assert bar_failures(json.loads((default_path(name) / "report.json").read_text())) == []
@@ -151,8 +169,9 @@ def test_shipped_backbones_meet_the_competence_bar(name):
 
 def test_the_shortfalls_are_exactly_those_the_readme_states():
     """Pins the known shortfalls: an improvement or a regression both show up here."""
-    failures = {n: bar_failures(json.loads((default_path(n) / "report.json").read_text())) for n in TINY}
-    assert failures == {"tiny-blip2-opt": [], "tiny-minigpt4": []}
+    failures = {n: bar_failures(json.loads((default_path(n) / "report.json").read_text())) for n in SHIPPED}
+    assert failures == {"tiny-blip2-opt": [], "tiny-minigpt4": [],
+                        "tiny-llava": ["vqa_token_accuracy", "training_seconds", "competent_kinds"]}
 
 
 @pytest.mark.parametrize("pairs, message", [

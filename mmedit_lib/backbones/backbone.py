@@ -1,4 +1,4 @@
-"""The Backbone: a BLIP-2-class model with its tokenizer and image processor, and what editors need.
+"""The Backbone: a multimodal model (BLIP-2, LLaVA) with its tokenizer and image processor, and what editors need.
 
     >>> bb = load_backbone("tiny-blip2-opt")                                   # doctest: +SKIP
     >>> q = Query(image=img, prompt=bb.vqa_prompt("what color is the circle ?"), target="red")
@@ -6,11 +6,13 @@
     ['blue']
     >>> logits, target_ids = bb.target_logits([q])[0]                        # doctest: +SKIP
 
-Inputs are `[<image>] * num_query_tokens + <s> + prompt + target` (the `blip2` prompt format; `minigpt4-chat`
-wraps the image as MiniGPT-4's chat does: `prompt_format.py`); a query without an image goes through the
-language model alone (the papers' T-Locality "removes the visual module"). The image-token embeddings are
-replaced by the projected Q-Former outputs exactly as `Blip2ForConditionalGeneration.forward` does
-(tests check the logits agree).
+Inputs are `[<image>] * n_image_tokens + <s> + prompt + target` (the `blip2` prompt format; `minigpt4-chat`
+wraps the image as MiniGPT-4's chat does, `llava-1.5` as LLaVA's USER/ASSISTANT turns: `prompt_format.py`); a
+query without an image goes through the language model alone (the papers' T-Locality "removes the visual
+module"). The image-token embeddings are replaced by the image features the architecture computes (BLIP-2's
+projected Q-Former outputs, LLaVA's projected vision-tower patches: `architectures.py`) exactly as
+`Blip2ForConditionalGeneration.forward` and `LlavaForConditionalGeneration.forward` do (tests check the logits
+agree). Nothing here names a model class: the architecture adapter does.
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ import hashlib
 import torch
 from PIL import Image
 
+from .architectures import Site, architecture_of
 from .prompt_format import FORMATS, TINY_VQA_TEMPLATE, PromptFormat
-from .sites import site_path
 
 
 @dataclasses.dataclass
@@ -68,7 +70,8 @@ class Backbone:
         self.family = family
         self.vqa_template = vqa_template
         self.prompt_format = prompt_format or FORMATS["blip2"]
-        self.num_query_tokens = model.config.num_query_tokens
+        self.arch = architecture_of(model.config)
+        self.n_image_tokens = self.arch.n_image_tokens(model.config)
         self.image_token_id = model.config.image_token_id
         self.stop_ids = stop_token_ids(model.config, tokenizer)
         # What edits attach while they hold (slot -> value; `editors.base.SlotEdit` adds and removes them): the
@@ -92,7 +95,7 @@ class Backbone:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.language_model.parameters()).dtype
+        return next(self.language_model.parameters()).dtype
 
     @property
     def image_size(self) -> int:
@@ -103,17 +106,36 @@ class Backbone:
     def n_layers(self) -> int:
         return self.model.config.text_config.num_hidden_layers
 
+    @property
+    def sites(self) -> dict[str, Site]:
+        """Every site this backbone has (name -> `architectures.Site`)."""
+        return self.arch.sites(self.model.config)
+
     def stack_depth(self, site: str) -> int:
-        """Layers in the stack a site belongs to (vision encoder, Q-Former or language decoder)."""
-        config = self.model.config
-        if site.startswith("vision"):
-            return config.vision_config.num_hidden_layers
-        if site.startswith("qformer"):
-            return config.qformer_config.num_hidden_layers
-        return self.n_layers
+        """Layers in the stack a site belongs to (vision encoder, bridge or language decoder); for the vision side,
+        the blocks whose output reaches the language model."""
+        return self.arch.depth(self.model.config, self.sites[site].stack)
+
+    def site_info(self, site: str, layer: int | None = None) -> Site:
+        """The site with its layer filled in: path, stack, the side editors read, its widths."""
+        return self.arch.site(self.model.config, site, layer)
 
     def site(self, site: str, layer: int | None = None) -> str:
-        return site_path(self.family, site, layer, self.stack_depth(site))
+        return self.site_info(site, layer).path
+
+    @property
+    def gated_ffn(self) -> bool:
+        """Whether the decoder's FFN is gated (SwiGLU: gate, up and down projections) rather than two layers."""
+        return "ffn_gate" in self.sites
+
+    @property
+    def language_model(self) -> torch.nn.Module:
+        """The decoder's base model (embeddings, layers, final norm)."""
+        return self.arch.language_model(self.model)
+
+    def is_language_side(self, path: str) -> bool:
+        """Whether a module path is in the decoder or its head (not the vision tower or the bridge)."""
+        return any(path == p or path.startswith(p + ".") for p in (self.arch.language_prefix, self.arch.lm_head))
 
     def module(self, site: str, layer: int | None = None) -> torch.nn.Module:
         return self.model.get_submodule(self.site(site, layer))
@@ -158,9 +180,9 @@ class Backbone:
         for q in queries:
             if q.image is not None:
                 images.append(q.image)
-                image = [self.image_token_id] * self.num_query_tokens
-                head = (self._ids(fmt.before_image) + image + self._ids(fmt.after_image)
-                        + (bos if fmt.bos_after_image else []))
+                image = [self.image_token_id] * self.n_image_tokens
+                head = ((bos if fmt.bos_before_image else []) + self._ids(fmt.before_image) + image
+                        + self._ids(fmt.after_image) + (bos if fmt.bos_after_image else []))
             else:
                 head = bos
             context = self._ids(q.context)
@@ -183,7 +205,7 @@ class Backbone:
         return Batch(input_ids, attention_mask, position_ids, pixel_values, target_slices, targets, context_slices)
 
     def input_embeddings(self, batch: Batch, image_features: torch.Tensor | None = None) -> torch.Tensor:
-        """Token embeddings with the image tokens replaced by projected Q-Former outputs."""
+        """Token embeddings with the image tokens replaced by the image features."""
         device = self.device
         embeds = self.model.get_input_embeddings()(batch.input_ids.to(device))
         if batch.pixel_values is not None or image_features is not None:
@@ -194,7 +216,7 @@ class Backbone:
         return embeds
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(n, num_query_tokens, d_lm): the language-model inputs an image contributes.
+        """(n, n_image_tokens, d_lm): the language-model inputs an image contributes.
 
         An editor's optimisation loop feeds the same image dozens of times while only the language side changes, and
         evaluation reads the same images before and after an edit, so the features of the last few pixel batches are
@@ -204,9 +226,8 @@ class Backbone:
         if key is not None and key in self._image_cache:
             self._image_cache.move_to_end(key)
             return self._image_cache[key]
-        param = next(self.model.vision_model.parameters())
-        out = self.model.get_image_features(pixel_values=pixel_values.to(param.device, param.dtype), return_dict=True)
-        features = out.pooler_output
+        param = next(self.model.get_submodule(self.arch.image_side[0]).parameters())
+        features = self.arch.image_features(self.model, pixel_values.to(param.device, param.dtype))
         if key is not None:
             self._image_cache[key] = features
             while len(self._image_cache) > 16:
@@ -223,12 +244,12 @@ class Backbone:
         if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
             return None
         if self._image_modules is None:  # editors hook modules, never replace them, so the list is fixed
-            self._image_modules = [sub for name, module in self.model.named_children() if name != "language_model"
-                                   for sub in module.modules()]
+            self._image_modules = [sub for path in self.arch.image_side
+                                   for sub in self.model.get_submodule(path).modules()]
         if any(m.training or m._forward_hooks or m._forward_pre_hooks for m in self._image_modules):
             return None
         params = [p for m in self._image_modules for p in m._parameters.values() if p is not None]
-        params += list(self.model._parameters.values())  # query_tokens
+        params += list(self.model._parameters.values())  # BLIP-2's query_tokens
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             return None
         pixels = pixel_values.detach().cpu().contiguous()
@@ -250,9 +271,8 @@ class Backbone:
     def logits(self, batch: Batch) -> torch.Tensor:
         embeds = self.input_embeddings(batch)
         with self.forwarding(batch):
-            out = self.model.language_model(inputs_embeds=embeds,
-                                            attention_mask=batch.attention_mask.to(self.device),
-                                            position_ids=batch.position_ids.to(self.device), use_cache=False)
+            out = self.arch.logits(self.model, inputs_embeds=embeds, attention_mask=batch.attention_mask.to(self.device),
+                                   position_ids=batch.position_ids.to(self.device), use_cache=False)
         return out.logits
 
     def target_logits(self, queries: list[Query]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -323,7 +343,8 @@ class Backbone:
         embeds = self.input_embeddings(batch)
         mask = batch.attention_mask.to(device)
         positions = batch.position_ids.to(device)
-        lm = self.model.language_model
+        def lm(**kwargs):
+            return self.arch.logits(self.model, **kwargs)
         with self.forwarding(batch):
             out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
         eos = self.tokenizer.eos_token_id

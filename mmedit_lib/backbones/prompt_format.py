@@ -5,11 +5,13 @@
     >>> FORMATS["minigpt4-chat"].before_image, FORMATS["minigpt4-chat"].after_image
     ('###Human: <Img>', '</Img> ')
 
-- `blip2`: `[<image>] * num_query_tokens + <s> + context + prompt + target`, the sequence transformers'
+- `blip2`: `[<image>] * n_image_tokens + <s> + context + prompt + target`, the sequence transformers'
   `Blip2ForConditionalGeneration` builds (the image tokens before `<s>`), for every backbone here by default;
 - `minigpt4-chat`: MiniGPT-4's chat wrapping as EasyEdit's MiniGPT-4 runs it (`###Human: <Img>` + the image's
   query tokens + `</Img> ` + the prompt, with no `<s>`; the default of `minigpt4-7b`); a greedy answer ends where
   it writes "###", as MiniGPT-4's chat stops at its next turn.
+- `llava-1.5`: LLaVA-1.5's conversation, `<s>USER: ` + the image's patch tokens + `\n` + the prompt (the default
+  of `llava-1.5-7b`, whose prompt ends with ` ASSISTANT:`).
 A query without an image (T-Locality) is `<s> + context + prompt + target` in both: the papers' text-only probes go
 through the language model alone.
 
@@ -28,6 +30,8 @@ import dataclasses
 
 TINY_VQA_TEMPLATE = "question : {} short answer :"  # the tiny backbones' VQA prompt (the world's corpus writes it)
 REAL_VQA_TEMPLATE = "Question: {} Short answer:"  # LAVIS BLIP-2's VQA prompt, as EasyEdit gives the real backbones
+# LLaVA-1.5's short-answer VQA instruction (its VQAv2 / GQA evaluation prompt), then the assistant's turn
+LLAVA_VQA_TEMPLATE = "{}\nAnswer the question using a single word or phrase. ASSISTANT:"
 FACT_FORMAT = "new fact : {question} {answer} prompt :"  # IKE's / MMEdit's in-context format
 
 
@@ -42,6 +46,7 @@ class PromptFormat:
     before_image: str = ""  # text before the image's query tokens
     after_image: str = ""  # text between them and the context / prompt
     bos_after_image: bool = True  # <s> after the image tokens (BLIP-2); False: no <s> in an image query (MiniGPT-4)
+    bos_before_image: bool = False  # <s> first, then the text before the image (LLaVA's conversation)
     stop: str = ""  # text that ends a greedy answer besides the stop ids (MiniGPT-4's chat: "###", the next turn)
 
 
@@ -50,6 +55,9 @@ FORMATS = {f.name: f for f in [
     # MiniGPT-4's chat stops generating at "###" (its StoppingCriteriaSub on the ids of "###" / "##" "#")
     PromptFormat("minigpt4-chat", before_image="###Human: <Img>", after_image="</Img> ", bos_after_image=False,
                  stop="###"),
+    # LLaVA-1.5's conversation ("llava_v1"): `<s>USER: <image>\n<question> ASSISTANT:`, as its HF processor's chat
+    # template writes it; the question's own text (`LLAVA_VQA_TEMPLATE`) asks for a short answer
+    PromptFormat("llava-1.5", before_image="USER: ", after_image="\n", bos_after_image=False, bos_before_image=True),
 ]}
 
 

@@ -2,7 +2,7 @@
 
     >>> from mmedit_lib.backbones.registry import BACKBONES, load_backbone
     >>> sorted(BACKBONES)
-    ['blip2-opt-2.7b', 'minigpt4-7b', 'tiny-blip2-opt', 'tiny-minigpt4']
+    ['blip2-opt-2.7b', 'llava-1.5-7b', 'minigpt4-7b', 'tiny-blip2-opt', 'tiny-llava', 'tiny-minigpt4']
     >>> bb = load_backbone("tiny-blip2-opt")                     # shipped weights   # doctest: +SKIP
     >>> bb = load_backbone("blip2-opt-2.7b", path="/models/blip2-opt-2.7b")           # doctest: +SKIP
 """
@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from ..paths import BACKBONES_DIR
+from .architectures import architecture_of
 from .backbone import Backbone
-from .prompt_format import REAL_VQA_TEMPLATE, TINY_VQA_TEMPLATE, get_format
+from .prompt_format import LLAVA_VQA_TEMPLATE, REAL_VQA_TEMPLATE, TINY_VQA_TEMPLATE, get_format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +30,9 @@ class BackboneSpec:
     # (checkpoint px, run px): images of a checkpoint built at the first size are run at the second (None: as built)
     image_size: tuple[int, int] | None = None
     prompt_format: str = "blip2"  # how the image is wrapped in the prompt (`prompt_format.FORMATS`)
-    paper: str = ""  # the papers' backbone it stands for or is ("blip2-opt" | "minigpt4": reference's `backbone`)
+    paper: str = ""  # the papers' backbone it stands for or is ("blip2-opt" | "minigpt4": reference's `backbone`;
+    #                  "" for LLaVA, which none of the papers ran)
+    architecture: str = "blip2"  # "blip2" | "llava": the transformers class (`architectures.py`), for training
 
 
 # EasyEdit runs both real backbones at 364 px: LAVIS's EVA ViT-g built with img_size=364, the 224-px checkpoint's
@@ -44,6 +47,11 @@ BACKBONES = {s.name: s for s in [
     # MiniGPT-4 (Vicuna-7B) converted into Blip2ForConditionalGeneration by `convert_minigpt4`
     BackboneSpec("minigpt4-7b", "llama", False, REAL_VQA_TEMPLATE, "MMEDIT_MINIGPT4_PATH", (224, 364),
                  "minigpt4-chat", paper="minigpt4"),
+    # LLaVA-1.5 (CLIP ViT-L/14-336, MLP projector, Vicuna-7B v1.5): llava-hf/llava-1.5-7b-hf's folder, run at its
+    # own 336 px in its conversation format; its tiny stand-in is trained like the other two
+    BackboneSpec("tiny-llava", "llama", True, TINY_VQA_TEMPLATE, architecture="llava"),
+    BackboneSpec("llava-1.5-7b", "llama", False, LLAVA_VQA_TEMPLATE, "MMEDIT_LLAVA_PATH", None, "llava-1.5",
+                 architecture="llava"),
 ]}
 # backbone -> the papers' backbone whose numbers it is compared with (the one map: reports and notebooks read it)
 PAPER_BACKBONE = {name: spec.paper for name, spec in BACKBONES.items()}
@@ -103,7 +111,8 @@ def load_backbone(name: str, path: str | Path | None = None, device: str | None 
     `image_size` pixels (default: the spec's, 364 for a real 224-px checkpoint; position embeddings interpolated when
     it differs from the checkpoint's), its prompts in `prompt_format` (default: the spec's)."""
     device = device or default_device(name)
-    from transformers import AutoImageProcessor, AutoTokenizer, Blip2ForConditionalGeneration
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
     spec = get_spec(name)
     folder = Path(path) if path is not None else default_path(name)
     if folder is None:
@@ -116,12 +125,16 @@ def load_backbone(name: str, path: str | Path | None = None, device: str | None 
     fmt = get_format(prompt_format or spec.prompt_format)
     # an explicit dtype wins over the one a published sub-config names (blip2-opt-2.7b's text_config says float16):
     # the whole model is in `dtype` (tests/test_real_inputs.py)
-    model = Blip2ForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=dtype).to(device)
+    arch = architecture_of(AutoConfig.from_pretrained(folder, local_files_only=True))
+    if arch.key != spec.architecture:
+        raise ValueError(f"{folder} holds a {arch.model_class} but {name} is a {spec.architecture} backbone")
+    model = getattr(transformers, arch.model_class).from_pretrained(folder, local_files_only=True,
+                                                                    dtype=dtype).to(device)
     # LAVIS's ln_vision has LayerNorm's default eps (1e-5), its EVA blocks 1e-6; transformers' vision config has one
     # eps for both, so a converted MiniGPT-4 carries ln_vision's own as `post_layernorm_eps` (convert_minigpt4)
     post_eps = getattr(model.config.vision_config, "post_layernorm_eps", None)
     if post_eps is not None:
-        model.vision_model.post_layernorm.eps = post_eps
+        model.get_submodule(arch.image_side[0]).post_layernorm.eps = post_eps
     family = model.config.text_config.model_type
     if family != spec.family:
         raise ValueError(f"{folder} holds a {family} decoder but {name} expects {spec.family}")
@@ -161,6 +174,9 @@ def interpolate_position_embeddings(model, image_size: int) -> None:
 
         >>> interpolate_position_embeddings(model, 364)            # 16x16 -> 26x26 patches  # doctest: +SKIP
     """
+    if architecture_of(model.config).key != "blip2":
+        raise ValueError(f"position-embedding interpolation is BLIP-2's (LAVIS's EVA at 364 px); "
+                         f"{architecture_of(model.config).name} runs at its own size")
     embeddings = model.vision_model.embeddings
     patch = model.config.vision_config.patch_size
     if image_size % patch:

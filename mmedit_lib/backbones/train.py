@@ -2,6 +2,13 @@
 
     >>> from mmedit_lib.backbones.train import TrainConfig, train_tiny_backbone
     >>> model, tokenizer, log = train_tiny_backbone("opt", TrainConfig(seed=0))   # doctest: +SKIP
+    >>> model, tokenizer, log = train_tiny_backbone("llama", TrainConfig(seed=0), architecture="llava")  # doctest: +SKIP
+
+The same two stages train every architecture (`architectures.py` says which modules are which). In LLaVA the
+image side is a CLIP tower alone: stage 1 trains it with the same heads, reading the tower's features that reach
+the projector (its penultimate layer's patches: slot i's labels from the mean of the patches in quadrant i, the
+global and landmark labels from the mean of all, the patch labels from each), and stage 2 trains the projector
+(LLaVA's own stage 1 trains it alone) with the language model.
 
 Stage 1 (as BLIP-2 pre-trains its vision side): the ViT, the Q-Former and the query tokens learn with
 classification heads on what the world knows — query i (i < 4) describes grid slot i (present, colour, shape, size),
@@ -36,7 +43,8 @@ from ..world.corpus import CORPUS_EXAMPLES, CORPUS_IMAGES, make_corpus, vocabula
 from ..world.labels import IGNORE, LABEL_SIZES, patch_colors, patch_quadrant_shapes, scene_labels
 from ..world.render import render
 from ..world.world import World
-from .configs import BOS_ID, EOS_ID, IMAGE_ID, PAD_ID, PATCH_SIZE, tiny_blip2_config
+from .architectures import architecture_of
+from .configs import BOS_ID, EOS_ID, IMAGE_ID, PAD_ID, tiny_blip2_config, tiny_llava_config
 from .tokenizer import build_word_tokenizer
 
 
@@ -125,9 +133,22 @@ def images_to_pixels(images: np.ndarray) -> torch.Tensor:
     return (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
 
 
-def _init_model(family: str, vocab_size: int, cfg: TrainConfig):
-    from transformers import Blip2ForConditionalGeneration
+ARCHITECTURES = ("blip2", "llava")
+
+
+def _init_model(family: str, vocab_size: int, cfg: TrainConfig, architecture: str = "blip2"):
+    from transformers import Blip2ForConditionalGeneration, LlavaForConditionalGeneration
     torch.manual_seed(cfg.seed)
+    if architecture == "llava":
+        if family != "llama":
+            raise ValueError(f"tiny LLaVA has a LLaMA decoder, not {family!r}")
+        model = LlavaForConditionalGeneration(tiny_llava_config(vocab_size, cfg.n_layers))
+        with torch.no_grad():  # CLIP's position table is an Embedding: (positions, dim), the class position first
+            table = model.model.vision_tower.embeddings.position_embedding.weight
+            table[1:] = sincos_positions_2d(math.isqrt(table.shape[0] - 1), table.shape[1])
+        return model.to(cfg.device)
+    if architecture != "blip2":
+        raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
     model = Blip2ForConditionalGeneration(tiny_blip2_config(family, vocab_size, cfg.n_layers))
     with torch.no_grad():  # transformers leaves query_tokens at zero: identical queries, exploding gradients.
         model.query_tokens.normal_(0.0, 1.0)  # N(0, 0.02) collapsed the queries in a batch-32 run (measured)
@@ -200,25 +221,50 @@ class VisionHeads(nn.Module):
         return loss
 
 
-def _vision_outputs(model, pixels):
-    vision = model.vision_model(pixel_values=pixels, return_dict=True).last_hidden_state
-    query = model.qformer(query_embeds=model.query_tokens.expand(len(pixels), -1, -1), encoder_hidden_states=vision,
-                          encoder_attention_mask=torch.ones(vision.shape[:2], dtype=torch.long, device=vision.device),
-                          return_dict=True).last_hidden_state
-    return vision, query
+def image_side_parameters(model) -> list[nn.Parameter]:
+    """What stage 1 trains: the image-side modules' parameters and the model's own (BLIP-2's query tokens)."""
+    arch = architecture_of(model.config)
+    return [p for path in arch.image_side if path != arch.projector
+            for p in model.get_submodule(path).parameters()] + list(model._parameters.values())
+
+
+def _stage1_outputs(model, pixels):
+    """(seven summary vectors the class heads read, the patch vectors the patch heads read).
+
+    BLIP-2: the Q-Former's first 7 query outputs and the ViT's patches. LLaVA: the features that reach its
+    projector, as quadrant means (slots 0-3, row-major 2x2) and the mean of all (background / count, landmark x2).
+    Measured against the other reading, every patch a view of its own (patch v of each quadrant in the slots, patch
+    v of the image in the global positions, 16 views, the same seed and schedule): E-VQA token accuracy 47.2%
+    against 54.6%, background 47% against 94%, colour of a shape 19% against 45%."""
+    arch = architecture_of(model.config)
+    vision, bridge = arch.bridge_inputs(model, pixels)
+    if arch.key == "blip2":
+        return bridge, vision[:, 1:]
+    grid = math.isqrt(bridge.shape[1])
+    cells = bridge.reshape(len(bridge), 2, grid // 2, 2, grid // 2, bridge.shape[-1])
+    quadrants = cells.mean(dim=(2, 4)).reshape(len(bridge), 4, bridge.shape[-1])
+    overall = bridge.mean(dim=1, keepdim=True).expand(-1, 3, -1)
+    return torch.cat([quadrants, overall], dim=1), bridge
+
+
+def _bridge_inputs(model, pixels):
+    """What the projector reads (computed once, with the image side frozen, for stage 2)."""
+    return architecture_of(model.config).bridge_inputs(model, pixels)[1]
 
 
 def train_stage1(model, world: World, scenes, images: np.ndarray, cfg: TrainConfig, log: dict) -> VisionHeads:
+    arch = architecture_of(model.config)
+    patch = model.config.vision_config.patch_size
     entity_index = {e.name: i for i, e in enumerate(world.entities)}
     per_image = [scene_labels(s, entity_index) for s, _ in scenes]
     labels = {k: torch.from_numpy(np.stack([p[k] for p in per_image])) for k in per_image[0]}
-    labels["patch"] = torch.from_numpy(np.stack([patch_colors(img, PATCH_SIZE) for img in images]))
-    grid = images.shape[1] // PATCH_SIZE
+    labels["patch"] = torch.from_numpy(np.stack([patch_colors(img, patch) for img in images]))
+    grid = images.shape[1] // patch
     labels["patch_shape"] = torch.from_numpy(np.stack([patch_quadrant_shapes(s, grid) for s, _ in scenes]))
     pixels = images_to_pixels(images)
-    heads = VisionHeads(model.config.qformer_config.hidden_size, len(world.entities),
-                        cfg.stage1_dense_labels).to(cfg.device)
-    params = list(model.vision_model.parameters()) + list(model.qformer.parameters()) + [model.query_tokens]
+    width = arch.sites(model.config)["language_projection"].width(model.config, "input")  # what the bridge hands on
+    heads = VisionHeads(width, len(world.entities), cfg.stage1_dense_labels).to(cfg.device)
+    params = image_side_parameters(model)
     optimizer = torch.optim.AdamW(params + list(heads.parameters()), lr=cfg.stage1_lr, weight_decay=0.01,
                                   fused=cfg.fused_adam)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -230,8 +276,8 @@ def train_stage1(model, world: World, scenes, images: np.ndarray, cfg: TrainConf
         lr_scale = min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * step / cfg.stage1_steps))
         for group in optimizer.param_groups:
             group["lr"] = cfg.stage1_lr * lr_scale
-        vision, query = _vision_outputs(model, pixels[idx].to(cfg.device))
-        loss = heads.loss(query, vision[:, 1:], {k: v[idx].to(cfg.device) for k, v in labels.items()})
+        query, patches = _stage1_outputs(model, pixels[idx].to(cfg.device))
+        loss = heads.loss(query, patches, {k: v[idx].to(cfg.device) for k, v in labels.items()})
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -301,8 +347,10 @@ def prompt_and_answer_targets(ids: torch.Tensor, mask: torch.Tensor, loss_mask: 
 
 def train_stage2(model, query_outputs: torch.Tensor, encoded, cfg: TrainConfig, log: dict, lr: float | None = None,
                  phase: str = "stage 2", epochs: float | None = None) -> None:
-    lm, projection = model.language_model, model.language_projection
-    params = list(lm.parameters()) + list(projection.parameters())
+    arch = architecture_of(model.config)
+    lm, head = arch.language_model(model), model.get_submodule(arch.lm_head)
+    projection = model.get_submodule(arch.projector)
+    params = list({id(p): p for p in [*lm.parameters(), *head.parameters(), *projection.parameters()]}.values())
     lr = cfg.stage2_lr if lr is None else lr
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=cfg.fused_adam)
     rng = random.Random(f"{phase}-{cfg.seed}")
@@ -341,17 +389,17 @@ def train_stage2(model, query_outputs: torch.Tensor, encoded, cfg: TrainConfig, 
             starts = [offset_rng.randint(0, max_positions - len(encoded[i][0]))
                       if offset_rng.random() < cfg.opt_position_offsets else 0 for i in batch]
             positions = positions + torch.tensor(starts, device=positions.device).unsqueeze(1)
-        hidden = lm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+        hidden = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                           use_cache=False).last_hidden_state
         if cfg.prompt_loss_weight:
             selected, is_answer = prompt_and_answer_targets(ids, mask, loss_mask)
-            per_token = nn.functional.cross_entropy(lm.lm_head(hidden[:, :-1][selected]), ids[:, 1:][selected],
+            per_token = nn.functional.cross_entropy(head(hidden[:, :-1][selected]), ids[:, 1:][selected],
                                                     reduction="none")
             loss = per_token[is_answer].mean()  # logged: the answer loss, comparable across settings
             objective = loss + cfg.prompt_loss_weight * per_token[~is_answer].mean()
         else:
             selected = loss_mask[:, 1:]  # logits only where there is a loss: the vocabulary projection is not free
-            loss = objective = nn.functional.cross_entropy(lm.lm_head(hidden[:, :-1][selected]), ids[:, 1:][selected])
+            loss = objective = nn.functional.cross_entropy(head(hidden[:, :-1][selected]), ids[:, 1:][selected])
         optimizer.zero_grad()
         objective.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -363,31 +411,57 @@ def render_corpus_images(scenes) -> np.ndarray:
     return np.stack([np.asarray(render(scene, layout)) for scene, layout in scenes])
 
 
-def train_tiny_backbone(family: str, cfg: TrainConfig):
-    """Train a tiny BLIP-2 with an `opt` or `llama` decoder; returns (model, tokenizer, log)."""
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """What training reads: the world, its tokenizer, the corpus scenes and examples, the rendered images."""
+    world: World
+    tokenizer: object
+    scenes: list
+    examples: list
+    images: np.ndarray
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> "Corpus":
+        """The corpus of `cfg`'s world seed and sizes (= the written corpus); the same for every backbone."""
+        world = World(cfg.world_seed)
+        scenes, examples = make_corpus(world, cfg.n_images, cfg.n_examples, seed=cfg.world_seed)
+        return cls(world, build_word_tokenizer(vocabulary(world)), scenes, examples, render_corpus_images(scenes))
+
+    def fits(self, cfg: TrainConfig) -> bool:
+        return (self.world.seed, len(self.scenes), len(self.examples)) == (cfg.world_seed, cfg.n_images, cfg.n_examples)
+
+
+def train_tiny_backbone(family: str, cfg: TrainConfig, architecture: str = "blip2", corpus: Corpus | None = None):
+    """Train a tiny BLIP-2 with an `opt` or `llama` decoder, or a tiny LLaVA (`architecture="llava"`, LLaMA);
+    returns (model, tokenizer, log). `corpus`: one built already (`Corpus.of(cfg)`: tests that replay several
+    backbones build it once); it must be `cfg`'s."""
     cfg.check(family)
     torch.manual_seed(cfg.seed)
     started = time.time()
-    world = World(cfg.world_seed)
-    tokenizer = build_word_tokenizer(vocabulary(world))
-    scenes, examples = make_corpus(world, cfg.n_images, cfg.n_examples, seed=cfg.world_seed)  # = the written corpus
-    images = render_corpus_images(scenes)
-    model = _init_model(family, len(tokenizer), cfg)
+    if corpus is None:
+        corpus = Corpus.of(cfg)
+    elif not corpus.fits(cfg):
+        raise ValueError("the corpus given was built for another world seed or size than cfg's")
+    world, tokenizer, scenes, examples, images = (corpus.world, corpus.tokenizer, corpus.scenes, corpus.examples,
+                                                  corpus.images)
+    model = _init_model(family, len(tokenizer), cfg, architecture)
     log: dict = {"config": dataclasses.asdict(cfg), "family": family, "threads": torch.get_num_threads(),
                  "torch": torch.__version__}
+    if architecture != "blip2":
+        log["architecture"] = architecture
     model.train()
     train_stage1(model, world, scenes, images, cfg, log)
     log["stage1_seconds"] = round(time.time() - started, 1)
     if cfg.max_stage2_steps == 0:
         model.to("cpu").eval()
         return model, tokenizer, log
-    for p in list(model.vision_model.parameters()) + list(model.qformer.parameters()) + [model.query_tokens]:
+    for p in image_side_parameters(model):
         p.requires_grad_(False)
     with torch.no_grad():
         pixels = images_to_pixels(images)
-        query_outputs = torch.cat([_vision_outputs(model, pixels[i:i + 512].to(cfg.device))[1]
+        query_outputs = torch.cat([_bridge_inputs(model, pixels[i:i + 512].to(cfg.device))
                                    for i in range(0, len(pixels), 512)])
-    encoded = _tokenize_examples(examples, tokenizer, model.config.num_query_tokens)
+    encoded = _tokenize_examples(examples, tokenizer, architecture_of(model.config).n_image_tokens(model.config))
     short = [e for e, ex in zip(encoded, examples) if ex["type"] != "in_context"]
     in_context = [e for e, ex in zip(encoded, examples) if ex["type"] == "in_context"]
     n_knowledge = int(len(short) * cfg.knowledge_share)

@@ -93,7 +93,7 @@ def gradient_factors(bb, queries, paths: list[str]) -> tuple[dict[str, tuple[tor
         d = grad.reshape(-1, grad.shape[-1]).float()
         if scale != 1.0:
             d = d / scale
-        if path.startswith("language_model.") and len(d) == targets.numel():
+        if bb.is_language_side(path) and len(d) == targets.numel():
             keep = targets.reshape(-1)
         else:
             keep = d.abs().sum(-1) > 0

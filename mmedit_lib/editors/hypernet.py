@@ -23,7 +23,8 @@ LOCALITY_PROBES = ("t_loc", "m_loc")  # L_loc: KL on a text-only and a multimoda
 
 
 def edit_paths(bb, sites: tuple[str, ...], layers: tuple[int, ...]) -> list[str]:
-    paths = [bb.site(site, layer) for layer in layers for site in sites]
+    # a site without layers (LLaVA's projector Linears) is the same module at every layer index: listed once
+    paths = list(dict.fromkeys(bb.site(site, layer) for layer in layers for site in sites))
     for path in paths:
         if not isinstance(bb.model.get_submodule(path), torch.nn.Linear):
             raise ValueError(f"{path} is not a Linear layer: hypernetwork editors edit Linear weights")

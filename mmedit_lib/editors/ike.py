@@ -67,7 +67,7 @@ def retrieve(bb: Backbone, request: EditRequest, hp: IKEHparams, prepared: dict)
     """The demonstrations for this edit, least similar first, as many of the k best as the positions allow."""
     query = embed([f"{bb.question_of(request.query.prompt)} {request.query.target}"])[0]
     order = torch.argsort(prepared["embeddings"] @ query, descending=True, stable=True)[:hp.k].tolist()
-    budget = bb.model.config.text_config.max_position_embeddings - bb.num_query_tokens - QUERY_RESERVE
+    budget = bb.model.config.text_config.max_position_embeddings - bb.n_image_tokens - QUERY_RESERVE
     chosen, used = [], 0
     for i in order:
         if used + prepared["lengths"][i] > budget:

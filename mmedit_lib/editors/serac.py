@@ -127,7 +127,7 @@ def shared_copy(model: torch.nn.Module, trained: set[str]) -> torch.nn.Module:
 
 def trained_names(bb: Backbone, hp: SERACHparams) -> list[str]:
     """The parameters of `bb.model` a "copy" counterfactual trains: the language model's, or its `cf_layers`'."""
-    names = [f"language_model.{n}" for n, _ in bb.model.language_model.named_parameters()]
+    names = [n for n, _ in bb.model.named_parameters() if bb.is_language_side(n)]
     if not hp.cf_layers:
         return names
     depth = bb.n_layers
@@ -171,6 +171,9 @@ def small_counterfactual(bb: Backbone, hp: SERACHparams) -> torch.nn.Module:
     """EasyEdit's BLIP-2 counterfactual: the backbone's ViT, query tokens and Q-Former (shared, frozen), a new
     projection and the small language model (trainable), as one Blip2ForConditionalGeneration."""
     from transformers import Blip2ForConditionalGeneration
+    if bb.arch.model_class != "Blip2ForConditionalGeneration":
+        raise ValueError(f"SERAC counterfactual='small' is EasyEdit's BLIP-2 construction (a small LM reading the "
+                         f"Q-Former); {bb.name} is {bb.arch.name}: use counterfactual='copy' (with cf_layers)")
     lm = small_language_model(hp.small_model, bb.dtype, hp.seed)
     if lm.get_input_embeddings().num_embeddings < len(bb.tokenizer):  # as EasyEdit's add_padding grows it
         lm.resize_token_embeddings(len(bb.tokenizer), mean_resizing=False)

@@ -39,13 +39,13 @@ def prepare_field(default, **kwargs):
 @dataclasses.dataclass(frozen=True)
 class FullSize:
     """The sizes of a full-size backbone an editor's memory rule reads (`report.full_size.full_size_shape`)."""
-    family: str  # the language model's family: "opt" | "llama"
+    gated_ffn: bool  # the decoder's FFN is gated (SwiGLU: gate, up, down), not two layers (OPT's ReLU FFN)
     d: int  # its hidden size
     n_layers: int
     layer: int  # parameters of one decoder layer
     vision_block: int  # parameters of the ViT's last block
     language: int  # parameters of the language model
-    bridge_hidden: int  # the width the language model reads the image from (the Q-Former's)
+    bridge_hidden: int  # the width the language model reads the image from (the Q-Former's; LLaVA's vision tower's)
     ffn_linear: dict  # site -> (d_out, d_in) of the last FFN's Linear at that site ("ffn_in", "ffn_out")
     edited_ffns: dict  # "<site>.<layer>" -> (d_out, d_in): the last three FFNs' Linears (MEND's, KE's)
     vision_ffns: dict  # MEND (vision module)'s Linears: the last ViT block's and Q-Former layer's FFN -> (out, in)

@@ -136,7 +136,7 @@ def _train_patches(bb: Backbone, query, layers, hp: UniKEHparams, prepared: dict
     batch = bb.encode([query])
     positions = list(range(batch.target_slices[0].start - 1, batch.target_slices[0].stop - 1))
     d = bb.model.config.text_config.hidden_size
-    gated = bb.family == "llama"
+    gated = bb.gated_ffn
     with torch.no_grad(), patched(bb, {layer: [] for layer in layers}) as seen:
         bb.logits(batch)
     generator = torch.Generator().manual_seed(hp.seed)
@@ -209,7 +209,7 @@ def memory(s, hp: UniKEHparams) -> Memory:
     """Its extra key-value pairs per edited layer (trained, then kept with the edit's latent entry); the knowledge
     memory, its two encoders and the patch memory per layer."""
     layers = min(hp.n_layers, s.n_layers)
-    pair = 3 * s.d if s.family == "llama" else 2 * s.d + 1  # a SwiGLU key-value pair (gate, up, down) or a ReLU one
+    pair = 3 * s.d if s.gated_ffn else 2 * s.d + 1  # a SwiGLU key-value pair (gate, up, down) or a ReLU one
     pairs = hp.n_extra * pair * layers
     resident = layers * (3 * hp.memory_triplets * s.d + 2 * (4 * s.d * s.d) + hp.patch_memory_size * s.d)
     return Memory(adam_bytes(pairs), pairs * FP16 + 2 * s.d * layers * FP32, resident * FP32)

@@ -24,6 +24,42 @@ def show_figure(caption: str, fig=None) -> None:
     plt.close(fig)
 
 
+def mean_ci_bars(cells: dict, metrics: list[str], groups: list[str], ax=None, methods=None):
+    """Grouped bars of means with 95% CI lines: one panel row per group (a backbone), one bar per method and metric.
+
+        >>> mean_ci_bars({("MMEdit Table 2", "tiny-llava"): {"MEND": summary}}, ["rel", "t_loc"], ["tiny-llava"])
+        ... # doctest: +SKIP
+
+    `cells` maps (anything, group) -> {method -> summary (rows: metrics; columns mean, ci_low, ci_high)}; a method
+    seen in several cells of a group is drawn once (the first). Returns the figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    by_group: dict = {g: {} for g in groups}
+    for (_, group), summaries in cells.items():
+        if group in by_group:
+            for method, summary in summaries.items():
+                by_group[group].setdefault(method, summary)
+    names = methods or list(dict.fromkeys(m for g in groups for m in by_group[g]))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(11, 2.6 * len(groups)), sharex=True, squeeze=False)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(metrics))
+    for ax_, group in zip(axes[:, 0], groups):
+        for i, method in enumerate(names):
+            summary = by_group[group].get(method)
+            if summary is None:
+                continue
+            rows = summary.loc[metrics]
+            offset = x + (i - (len(names) - 1) / 2) * width
+            ax_.bar(offset, rows["mean"], width, label=method)
+            ax_.vlines(offset, rows["ci_low"], rows["ci_high"], color="black", linewidth=0.8)
+        ax_.set_ylim(0, 105)
+        ax_.set_ylabel(f"{group}\n%")
+    axes[-1, 0].set_xticks(x, metrics)
+    axes[0, 0].legend(ncol=min(len(names), 6), fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.02))
+    fig.tight_layout()
+    return fig
+
+
 def caption_of(output: dict) -> str | None:
     return (output.get("metadata") or {}).get(CAPTION_KEY, {}).get("caption")
 

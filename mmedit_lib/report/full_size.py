@@ -38,8 +38,20 @@ GIB = 2 ** 30
 
 
 def full_size_config(name: str):
-    """Blip2Config of a full-size backbone ("blip2-opt-2.7b" | "minigpt4-7b")."""
-    from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, LlamaConfig, OPTConfig
+    """The published config of a full-size backbone ("blip2-opt-2.7b" | "minigpt4-7b": Blip2Config; "llava-1.5-7b":
+    LlavaConfig, llava-hf/llava-1.5-7b-hf's: CLIP ViT-L/14 at 336 px, a 1024 -> 4096 -> 4096 GELU projector,
+    Vicuna-7B v1.5 with 32,064 ids, `<image>` = 32000, the penultimate vision layer)."""
+    from transformers import (Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, CLIPVisionConfig, LlamaConfig,
+                              LlavaConfig, OPTConfig)
+    if name == "llava-1.5-7b":
+        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                  num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768,
+                                  hidden_act="quick_gelu")
+        text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                           num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
+        return LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(), image_token_index=32000,
+                           vision_feature_layer=-2, vision_feature_select_strategy="default",
+                           projector_hidden_act="gelu", image_seq_length=576)
     vision = Blip2VisionConfig(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
                                image_size=224, patch_size=14, qkv_bias=True)
     qformer = Blip2QFormerConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
@@ -51,15 +63,17 @@ def full_size_config(name: str):
         text = LlamaConfig(vocab_size=32000 + 1, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                            num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048)
     else:
-        raise ValueError(f"no full-size architecture for {name!r}; known: blip2-opt-2.7b, minigpt4-7b")
+        raise ValueError(f"no full-size architecture for {name!r}; known: blip2-opt-2.7b, minigpt4-7b, llava-1.5-7b")
     return Blip2Config(vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), text_config=text.to_dict(),
                        num_query_tokens=32, image_token_index=text.vocab_size - 1)
 
 
 def meta_model(name: str):
-    from transformers import Blip2ForConditionalGeneration
+    import transformers
+    from ..backbones.architectures import architecture_of
+    config = full_size_config(name)
     with torch.device("meta"):
-        return Blip2ForConditionalGeneration(full_size_config(name))
+        return getattr(transformers, architecture_of(config).model_class)(config)
 
 
 def _count(module) -> int:
@@ -67,30 +81,50 @@ def _count(module) -> int:
 
 
 def parameter_counts(name: str) -> dict:
+    """Parameters of the vision encoder, the bridge (BLIP-2's query tokens and Q-Former; none in LLaVA), the
+    projection into the language model (BLIP-2's language projection, LLaVA's projector), the language model and
+    all."""
+    from ..backbones.architectures import architecture_of
     model = meta_model(name)
-    return {"vision": _count(model.vision_model), "qformer": _count(model.qformer) + model.query_tokens.numel(),
-            "projection": _count(model.language_projection), "language": _count(model.language_model),
-            "total": _count(model)}
+    arch = architecture_of(model.config)
+    vision = model.get_submodule(arch.image_side[0])
+    projection = model.get_submodule(arch.projector)
+    language = model.get_submodule(arch.language_prefix)
+    head = model.get_submodule(arch.lm_head)
+    tied = head.weight is language.get_input_embeddings().weight
+    total = _count(model)
+    counts = {"vision": _count(vision), "projection": _count(projection),
+              "language": _count(language) + (0 if tied else _count(head)), "total": total}
+    return {"vision": counts["vision"], "qformer": total - sum(counts[k] for k in ("vision", "projection", "language")),
+            **{k: counts[k] for k in ("projection", "language", "total")}}
 
 
 def full_size_shape(name: str, answer_tokens: int = 8, train_records: int = 6346):
     """The sizes of full-size backbone `name` that the editors' memory rules read (`editors.spec.FullSize`),
-    from its meta model."""
-    from ..backbones.sites import site_path
+    from its meta model (sites resolved by the backbone's architecture, as a loaded backbone resolves them)."""
+    from ..backbones.architectures import architecture_of
     from ..editors.spec import FullSize
     model = meta_model(name)
-    text = model.config.text_config
-    family, n = text.model_type, text.num_hidden_layers
-    ffn = {site: tuple(model.get_submodule(site_path(family, site, -1, n)).weight.shape)
-           for site in ("ffn_in", "ffn_out")}
-    depth = {"vision": model.config.vision_config.num_hidden_layers,
-             "qformer": model.config.qformer_config.num_hidden_layers}
-    vision_ffns = {site: tuple(model.get_submodule(site_path(family, site, -1, depth[site.split("_")[0]])).weight.shape)
-                   for site in ("vision_ffn_in", "vision_ffn_out", "qformer_ffn_in", "qformer_ffn_out")}
-    return FullSize(family=family, d=text.hidden_size, n_layers=n,
-                    layer=_count(model.get_submodule(site_path(family, "layer", -1, n))),
-                    vision_block=_count(model.vision_model.encoder.layers[-1]),
-                    language=_count(model.language_model), bridge_hidden=model.config.qformer_config.hidden_size,
+    config = model.config
+    arch = architecture_of(config)
+    text = config.text_config
+    n = text.num_hidden_layers
+
+    def shape(site):
+        return tuple(model.get_submodule(arch.site(config, site, -1).path).weight.shape)
+
+    ffn = {site: shape(site) for site in ("ffn_in", "ffn_out")}
+    sites = arch.sites(config)
+    # MEND (vision module)'s Linears: the last vision block's FFN and the bridge's (the Q-Former's last query FFN;
+    # LLaVA's projector)
+    vision_ffns = {site: shape(site) for site in ("vision_ffn_in", "vision_ffn_out")}
+    vision_ffns.update({site: shape(site) for site in (("qformer_ffn_in", "qformer_ffn_out")
+                                                       if "qformer_ffn_in" in sites else ("bridge_in", "bridge_out"))})
+    language = parameter_counts(name)["language"]
+    return FullSize(gated_ffn="ffn_gate" in sites, d=text.hidden_size, n_layers=n,
+                    layer=_count(model.get_submodule(arch.site(config, "layer", -1).path)),
+                    vision_block=_count(model.get_submodule(arch.site(config, "vision_block", -1).path)),
+                    language=language, bridge_hidden=sites["language_projection"].width(config, "input"),
                     ffn_linear=ffn, edited_ffns={f"{site}.{layer}": ffn[site] for site in ffn for layer in range(3)},
                     vision_ffns=vision_ffns, answer_tokens=answer_tokens, train_records=train_records)
 

@@ -63,12 +63,13 @@ def quick(name: str, n_cases: int) -> dict:
 
 # ---- the architecture, with random weights -----------------------------------------------------------------------
 def published_config(name: str):
-    """The Blip2Config of `backbones/published/<name>.json` (ValueError naming the shipped ones otherwise).
+    """The config of `backbones/published/<name>.json`, a Blip2Config or (model_type "llava") a LlavaConfig
+    (ValueError naming the shipped ones otherwise).
 
         >>> published_config("blip2-opt-2.7b").text_config.eos_token_id
         50118
     """
-    from transformers import Blip2Config
+    from transformers import Blip2Config, LlavaConfig
     path = PUBLISHED_DIR / f"{name}.json"
     if not path.is_file():
         known = sorted(p.stem for p in PUBLISHED_DIR.glob("*.json"))
@@ -79,7 +80,7 @@ def published_config(name: str):
             # a sub-config's dtype wins over the dtype the model is built in (the published text_config says
             # float16: the language model came out float16 under a bfloat16 build)
             raise ValueError(f"{path}: {part} names a dtype; the dry run's --dtype decides it")
-    return Blip2Config(**values)
+    return (LlavaConfig if values.get("model_type") == "llava" else Blip2Config)(**values)
 
 
 _WORDS = re.compile(r"\w+|[^\w\s]+")  # what tokenizers' Whitespace pre-tokenizer splits into
@@ -133,7 +134,7 @@ def _default_dtype(dtype: torch.dtype):
 
 def random_backbone(name: str, config, dtype: torch.dtype, seed: int = 0, words=(), image_size: int | None = None,
                     prompt_format: str | None = None) -> Backbone:
-    """`config`'s Blip2ForConditionalGeneration built directly in `dtype` (peak ~1x the weights), weights drawn by
+    """`config`'s model (its architecture's class: `backbones.architectures`) built directly in `dtype` (peak ~1x the weights), weights drawn by
     transformers' initialisers under `seed`; `name` picks the editors' hparams file (`editors/hparams/<name>.yaml`)
     and, for a registered backbone, the input defaults a loaded one gets (`registry.set_inputs`: 364 px for the
     224-px published configs; the spec's prompt format, MiniGPT-4's chat for minigpt4-7b); `image_size` and
@@ -144,12 +145,14 @@ def random_backbone(name: str, config, dtype: torch.dtype, seed: int = 0, words=
         >>> bb.model.dtype, len(bb.tokenizer)
         (torch.bfloat16, 300)
     """
-    from transformers import Blip2ForConditionalGeneration, BlipImageProcessorPil
+    import transformers
+    from transformers import BlipImageProcessorPil
+    from ..backbones.architectures import architecture_of
     if dtype not in DTYPES.values():
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype}")
     torch.manual_seed(seed)
     with _default_dtype(dtype):
-        model = Blip2ForConditionalGeneration(config)
+        model = getattr(transformers, architecture_of(config).model_class)(config)
     model.requires_grad_(False)  # a backbone is frozen; editors switch on what they train
     other = sorted({str(t.dtype) for t in model.state_dict().values() if t.is_floating_point() and t.dtype != dtype})
     if other:
