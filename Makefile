@@ -29,12 +29,14 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	touch $@
 
 # The suite on $(JOBS) workers (pytest-xdist), a test file per worker at a time (--dist loadfile: a file's fixtures
-# are built once); the book's smoke notebooks run $(JOBS) at a time inside one of them.
+# are built once; the book's smoke notebooks run $(JOBS) at a time inside one of them), then the tests that replay
+# a shipped measurement on 2 torch threads, alone (beside another busy worker their threads would fight for cores).
 test: setup
-	$(PY) -m pytest -q -ra -n $(JOBS) --dist loadfile
+	$(PY) -m pytest -q -ra -n $(JOBS) --dist loadfile -m "not alone"
+	$(PY) -m pytest -q -ra -m alone
 
 test-fast: setup
-	$(PY) -m pytest -q -ra -n $(JOBS) --dist loadfile -m "not slow"
+	$(PY) -m pytest -q -ra -n $(JOBS) --dist loadfile -m "not slow and not alone"
 
 # The embedded world and each shipped backbone's edit cases (results/world/<backbone>/, ~2 min each, side by side).
 world: setup

@@ -102,6 +102,7 @@ def corpora():
     return get
 
 
+@pytest.mark.alone  # 2 threads, as the log was written: run with nothing beside it (Makefile)
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_training_log_reproduces_its_first_50_steps(name, corpora):
     folder = default_path(name)
@@ -119,6 +120,7 @@ def test_shipped_training_log_reproduces_its_first_50_steps(name, corpora):
     assert rerun["stage1_loss"] == pytest.approx(log["stage1_loss"][:50], rel=1e-5, abs=0)
 
 
+@pytest.mark.alone  # 2 threads, as the report was measured: run with nothing beside it (Makefile)
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_weights_reproduce_the_reported_accuracies(name, shipped):
     folder = default_path(name)
