@@ -148,7 +148,8 @@ class Architecture:
         return model.get_submodule(self.language_prefix)
 
     def logits(self, model, **kwargs):
-        """The decoder's forward on `inputs_embeds` (kwargs as a causal LM takes them): `.logits`, `.past_key_values`."""
+        """The decoder and its head on `inputs_embeds` (kwargs as a causal LM takes them): `.logits` and
+        `.past_key_values`, computed as the model's own forward computes them."""
         out = self.language_model(model)(**kwargs)
         return CausalOutput(model.get_submodule(self.lm_head)(out.last_hidden_state), out.past_key_values)
 

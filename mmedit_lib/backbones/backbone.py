@@ -271,7 +271,8 @@ class Backbone:
     def logits(self, batch: Batch) -> torch.Tensor:
         embeds = self.input_embeddings(batch)
         with self.forwarding(batch):
-            out = self.arch.logits(self.model, inputs_embeds=embeds, attention_mask=batch.attention_mask.to(self.device),
+            out = self.arch.logits(self.model, inputs_embeds=embeds,
+                                   attention_mask=batch.attention_mask.to(self.device),
                                    position_ids=batch.position_ids.to(self.device), use_cache=False)
         return out.logits
 

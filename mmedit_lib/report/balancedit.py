@@ -9,6 +9,8 @@ that Loc, which is what `metrics.aggregate.summarize` computes as `hm`.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
 from ..data.benchmarks import BENCHMARKS
@@ -72,3 +74,39 @@ def similarity_verdict(text: str, rows_a: list[dict], rows_b: list[dict], metric
     evidence = (f"{metric} difference {observed:+.1f} [{low:+.1f}, {high:+.1f}] over {len(pairs)} cases, "
                 f"margin ±{margin:g}")
     return {"claim": text, "source": source, "verdict": result, "evidence": evidence}
+
+
+@dataclasses.dataclass
+class Ablation:
+    """BalancEdit with one hparam at each of its values: the runs' rows and summaries, and the similarity verdicts."""
+    rows: dict  # variant label -> results rows
+    ours: dict  # variant label -> summary (BalancEdit's metrics, `as_paper_metrics`)
+    verdicts: list[dict]  # "A and B give similar <metric>", per metric (`similarity_verdict`)
+    n: int
+
+
+def ablation(backbone: str, task: str, hparam: str, variants: dict, source: str, n: int = 100, seed: int = 0,
+             data_dir=None, smoke: bool = False, margin: float = 10.0) -> Ablation:
+    """One BalancEdit run per variant (label -> value of `hparam`) and the paper's "similar" claim of its first two
+    on every metric: BalancEdit Tables 6 and 7.
+
+        >>> ablation("tiny-blip2-opt", "okedit", "distance", {"Euclidean": "euclidean", "cosine": "cosine"},
+        ...          "BalancEdit Table 6, §4.7").verdicts                                        # doctest: +SKIP
+    """
+    from ..editors.registry import SMOKE_HPARAMS
+    from ..metrics.aggregate import summarize
+    from ..runners.run import RunSpec, run
+    from ..world.ensure import ensure_world, runs_dir
+    n = 3 if smoke else n
+    root = data_dir or str(ensure_world(backbone, smoke=smoke, seed=seed))
+    rows, ours = {}, {}
+    for label, value in variants.items():
+        hparams = {**(SMOKE_HPARAMS["balancedit"] if smoke else {}), hparam: value}
+        spec = RunSpec(editor="balancedit", backbone=backbone, task=task, n=n, seed=seed, data_dir=root,
+                       hparams=hparams)
+        rows[label] = run(spec, runs_dir=runs_dir(smoke), progress=False).rows
+        ours[label] = as_paper_metrics(summarize(rows[label]))
+    a, b = list(variants)[:2]
+    verdicts = [similarity_verdict(f"{a} and {b} give similar {metric}", rows[a], rows[b], metric, margin, source)
+                for metric in METRICS]
+    return Ablation(rows, ours, verdicts, n)

@@ -122,3 +122,11 @@ def decide(claims: Callable[[str, str], list[Claim]], ours: dict, where: str, ta
     """The verdicts of `claims(where, task)` on one cell's summaries (`ours`: method label -> summary)."""
     return [verdict(claim, ours) for claim in claims(where, task)]
 
+
+
+def decide_table(claims: Callable[[str, str], list[Claim]], table, backbones, tasks) -> list[dict]:
+    """The verdicts of `claims` on every (backbone, task) cell of a one-step table (`onestep.OneStepTable`), each
+    claim's text naming its cell."""
+    from .onestep import for_cell
+    return [v for backbone in backbones for task in tasks
+            for v in decide(claims, for_cell(table, backbone, task), f"{backbone}, {task}", task)]

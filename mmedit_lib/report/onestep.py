@@ -127,3 +127,60 @@ def sweep_frame(summaries: dict[str, pd.DataFrame], name: str, values) -> pd.Dat
             row.update({metric: stats["mean"], f"{metric}_low": stats["ci_low"], f"{metric}_high": stats["ci_high"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+ROW_METRICS = ["rel", "t_gen", "m_gen", "t_loc", "m_loc"]
+
+
+def paper_comparisons(table: OneStepTable, backbones, tasks, paper: str, item: str,
+                      metrics=ROW_METRICS) -> list[tuple[str, pd.DataFrame]]:
+    """Per (backbone, task): a heading and the paper's rows beside ours (`tables.side_by_side`), the paper's
+    backbone being the one each backbone stands for.
+
+        >>> for heading, frame in paper_comparisons(table, ["tiny-blip2-opt"], ["vqa"], "mmedit", "Table 2"):
+        ...     print(heading)                                                       # doctest: +SKIP
+    """
+    from ..backbones.registry import PAPER_BACKBONE
+    from ..data.benchmarks import BENCHMARKS
+    from ..reference import paper_table
+    from .tables import side_by_side
+    out = []
+    for backbone in backbones:
+        for task in tasks:
+            stands_for = PAPER_BACKBONE.get(backbone) or backbone
+            reference = paper_table(paper, item, backbone=stands_for, task=task)
+            out.append((f"{backbone}, {BENCHMARKS[task].label} (paper: {paper_label(paper)} {item}, {stands_for})",
+                        side_by_side(reference, for_cell(table, backbone, task), metrics)))
+    return out
+
+
+def paper_label(paper: str) -> str:
+    return {"mmedit": "MMEdit", "unike": "UniKE", "balancedit": "BalancEdit"}.get(paper, paper)
+
+
+def onestep_figure(table: OneStepTable, title: str, metrics=ROW_METRICS):
+    """Every method's mean and 95% CI per metric, one panel per (backbone, task) (`figures.mean_ci_bars`)."""
+    from .figures import mean_ci_bars
+    cells = {}
+    for (backbone, task, method), summary in table.summaries.items():
+        cells.setdefault(("one-step", f"{backbone}, {task}"), {})[method] = summary
+    fig = mean_ci_bars(cells, metrics, [group for _, group in cells])
+    fig.suptitle(title, y=1.0)
+    return fig
+
+
+def sweep_reading(sweep: pd.DataFrame, name: str, metric: str = "rel", what: str = "IKE's reliability") -> str:
+    """What a sweep's ends say about `metric` (`hparam_sweep`'s frame): whether the last value's 95% interval lies
+    below / above the first's, or they overlap. The one rule for a sweep's direction; the sentence a chapter shows.
+
+        >>> sweep_reading(hparam_sweep("tiny-blip2-opt", "vqa", "ike", "k", [0, 8, 32]), "k")     # doctest: +SKIP
+    """
+    first, last = sweep.iloc[0], sweep.iloc[-1]
+    subject = what[:1].upper() + what[1:]
+    values = (f"{subject} with {name} = {first[name]:g}: {first[metric]:.1f}%; "
+              f"with {name} = {last[name]:g}: {last[metric]:.1f}%. ")
+    if last[f"{metric}_high"] < first[f"{metric}_low"]:
+        return values + f"A larger {name} **lowers** {what} on this backbone (the intervals do not overlap)."
+    if last[f"{metric}_low"] > first[f"{metric}_high"]:
+        return values + f"A larger {name} **raises** {what} on this backbone (the intervals do not overlap)."
+    return values + f"The intervals overlap: {name} does not clearly move {what} here."
