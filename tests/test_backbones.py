@@ -125,6 +125,34 @@ def test_our_inputs_match_the_models_own_forward(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("start", [0, 1, -1])
+def test_logits_from_a_layer_on_are_the_logits_bit_for_bit(kind, start):
+    """`logits_above` reruns only the layers from `start` on (T-Patcher's and UniKE's patch fitting): the same bits
+    as the full pass, with and without a hook at or above `start` that changes the output; a hook below `start`
+    makes it the full pass itself."""
+    bb = random_backbone(kind, n_layers=3)
+    batch = bb.encode([Query(image(3), bb.vqa_prompt("what color is it ?"), "red"),
+                       Query(None, "nq question: who wrote it ?", "someone")])
+    with torch.no_grad():
+        assert torch.equal(bb.logits_above(batch, start)(), bb.logits(batch))
+        shift = lambda module, inputs, output: output + 0.5
+        handle = bb.module("ffn_out", -1).register_forward_hook(shift)
+        try:
+            run = bb.logits_above(batch, start)
+            assert torch.equal(run(), bb.logits(batch))
+        finally:
+            handle.remove()
+        if start % 3 > 0:
+            handle = bb.module("ffn_out", 0).register_forward_hook(shift)
+            try:
+                run = bb.logits_above(batch, start)
+                base = bb.logits(batch)
+            finally:
+                handle.remove()
+            assert not torch.equal(run(), base)  # the full pass, now without the hook
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_text_only_queries_run_the_language_model_alone(kind):
     bb = random_backbone(kind)
     q = Query(None, "nq question: what is the capital of france ?", "paris")

@@ -88,6 +88,12 @@ DECODER_SITES: dict[str, dict[str, Site]] = {
         "ffn_out": Site("layers.{i}.mlp.down_proj", "language", "input", _w(input=_F, output=_H)),
     },
 }
+# What the decoder's base model applies after its layers, in order (paths relative to it; a module the config
+# leaves out is None there and skipped): `Backbone.logits_above` runs it after the layers it runs.
+DECODER_TAILS: dict[str, tuple[str, ...]] = {
+    "OPTConfig": ("decoder.final_layer_norm", "decoder.project_out"),
+    "LlamaConfig": ("norm",),
+}
 _VH, _VF = "vision_config.hidden_size", "vision_config.intermediate_size"
 _QH, _QF = "qformer_config.hidden_size", "qformer_config.intermediate_size"
 
@@ -142,6 +148,17 @@ class Architecture:
         if not -depth <= layer < depth:
             raise IndexError(f"layer {layer} out of range for the {depth} {site.stack} layers of {self.name}")
         return dataclasses.replace(site, path=site.path.format(i=layer % depth))
+
+    def decoder_tail(self, model) -> list[torch.nn.Module]:
+        """The modules the decoder's base model applies after its layers (final norm, OPT's output projection)."""
+        out = []
+        for path in DECODER_TAILS[type(model.config.text_config).__name__]:
+            module = self.language_model(model)
+            for part in path.split("."):
+                module = getattr(module, part, None) if module is not None else None
+            if module is not None:
+                out.append(module)
+        return out
 
     def language_model(self, model) -> torch.nn.Module:
         """The decoder's base model (embeddings, layers, final norm; no head)."""

@@ -276,6 +276,52 @@ class Backbone:
                                    position_ids=batch.position_ids.to(self.device), use_cache=False)
         return out.logits
 
+    def logits_above(self, batch: Batch, start: int):
+        """A function returning `self.logits(batch)` computed from decoder layer `start` on: the hidden state that
+        enters layer `start` (and the arguments the decoder gives its layers) are taken once, here, and each call
+        runs layers `start`.., the decoder's tail and the head on them. For editors that train something at or above
+        `start` over one batch many times (T-Patcher's and UniKE's patches): the same numbers as `self.logits`, bit
+        for bit, while nothing below `start` changes, at a fraction of the cost. Where a hook sits on a module below
+        `start` (it could change what enters it), the function is `self.logits` itself.
+
+            >>> run = bb.logits_above(batch, start=3); logits = run()         # == bb.logits(batch)  # doctest: +SKIP
+        """
+        layers = self.decoder_layers
+        start = start % len(layers)
+        below = [self.language_model.get_input_embeddings(), *layers[:start]]
+        if any(m._forward_hooks or m._forward_pre_hooks for part in below for m in part.modules()):
+            return lambda: self.logits(batch)
+        captured = {}
+
+        class _Entered(Exception):
+            pass
+
+        def enter(module, args, kwargs):
+            captured["args"], captured["kwargs"] = args, kwargs
+            raise _Entered
+
+        handle = layers[start].register_forward_pre_hook(enter, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                self.logits(batch)
+        except _Entered:
+            pass
+        finally:
+            handle.remove()
+        args, kwargs = captured["args"], captured["kwargs"]
+        tail, head = self.arch.decoder_tail(self.model), self.model.get_submodule(self.arch.lm_head)
+
+        def run() -> torch.Tensor:
+            hidden, rest = args[0], args[1:]
+            with self.forwarding(batch):
+                for layer in layers[start:]:
+                    hidden = layer(hidden, *rest, **kwargs)
+                    hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+                for module in tail:
+                    hidden = module(hidden)
+                return head(hidden)
+        return run
+
     def target_logits(self, queries: list[Query]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per query, (logits predicting each target token (T, V), target ids (T,)), teacher-forced."""
         return [(q.target, q.target_ids) for q in self.query_logits(queries)]

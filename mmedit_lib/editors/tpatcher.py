@@ -89,10 +89,12 @@ def fit_patches(bb: Backbone, batch, positions: list[int], patches: dict[int, FF
     at positions[owner[j]] (owner None: at positions[j])."""
     d = bb.model.config.text_config.hidden_size
     optimizer = Float32Adam(params, lr=hp.lr)
+    # only the patched layers and those above them change between steps: run from the lowest (the same logits)
+    run = bb.logits_above(batch, min(layer % bb.n_layers for layer in patches))
     with frozen(bb.model):
         for _ in range(hp.steps):
             with patched(bb, {layer: [p] for layer, p in patches.items()}) as seen:
-                logits = bb.logits(batch)[0, positions]
+                logits = run()[0, positions]
             loss, quiet = torch.nn.functional.cross_entropy(logits.float(), batch.target_ids[0]), True
             for layer, patch in patches.items():
                 q_e = seen[layer].reshape(1, -1, d)[0, positions].detach()
