@@ -157,7 +157,8 @@ def test_the_book_renders_tables_figures_and_the_status_page_in_chromium(smoke_b
     explorer = dom(html / "chapters" / "unike_explorer.html")
     assert "The landscape (precomputed)" in explorer and "<img " in explorer  # the α × β × K heatmaps
     chapter = dom(html / "chapters" / "mmedit_table2_main.html")
-    assert "<caption>MMEdit Table 2 reproduction: tiny-blip2-opt, vqa</caption>" in chapter
+    caption = "MMEdit Table 2 reproduction: tiny-blip2-opt, E-VQA (paper: MMEdit Table 2, blip2-opt)"
+    assert f"<caption>{caption}</caption>" in chapter
     assert "<img " in chapter and "_images/" in chapter  # the seaborn figure
     balancedit = dom(html / "chapters" / "balancedit_table3_main.html")
     assert "OKEDIT-style benchmark" in balancedit and "<img " in balancedit
