@@ -298,6 +298,13 @@ def test_image_features_are_reused_bit_identically_only_while_the_image_side_is_
         assert bb._image_cache_key(pixels) is None and bb.image_features(pixels).requires_grad
     finally:
         param.requires_grad_(flag)
+    projection = bb.model.language_projection.weight  # the projector is on the image side too
+    with torch.no_grad():
+        first = bb.image_features(pixels)
+        projection.add_(1.0)
+        moved = bb.image_features(pixels)
+        projection.sub_(1.0)
+    assert not torch.equal(moved, first)
     handle = bb.model.vision_model.register_forward_hook(lambda *a: None)  # a trace hook: computed afresh
     try:
         with torch.no_grad():

@@ -110,7 +110,8 @@ class Architecture:
     lm_head: str  # path of the vocabulary projection
     projector: str  # path of the module that maps image features to language-model inputs (trained in stage 2)
     vision_sites: dict[str, Site]
-    image_side: tuple[str, ...]  # paths of the modules on the image side (the image-feature cache watches them)
+    image_side: tuple[str, ...]  # the modules image features pass through, the projector included (the image-feature
+    #                              cache watches them; stage 1 trains all but the projector)
     n_image_tokens: Callable  # config -> language-model positions one image takes
     vision_depth: Callable  # config -> vision blocks whose output reaches the language model
     stack_depths: Callable  # config -> {"bridge": layers} for layered bridges (the Q-Former)
@@ -211,7 +212,7 @@ BLIP2 = Architecture(
                            _w(input=_QF, output=_QH)),
         "language_projection": Site("language_projection", "bridge", "output", _w(input=_QH, output=_H)),
     },
-    image_side=("vision_model", "qformer"),
+    image_side=("vision_model", "qformer", "language_projection"),
     n_image_tokens=lambda config: config.num_query_tokens,
     vision_depth=lambda config: config.vision_config.num_hidden_layers,
     stack_depths=lambda config: {"bridge": config.qformer_config.num_hidden_layers},
