@@ -98,6 +98,20 @@ _VH, _VF = "vision_config.hidden_size", "vision_config.intermediate_size"
 _QH, _QF = "qformer_config.hidden_size", "qformer_config.intermediate_size"
 
 
+def _vit_sites(blocks: str) -> dict[str, Site]:
+    """A ViT's block and FFN sites (BLIP-2's ViT and CLIP share the layout `<blocks>.{i}.mlp.fc1/fc2`)."""
+    return {
+        "vision_block": Site(f"{blocks}.{{i}}", "vision", widths=_w(input=_VH)),
+        "vision_ffn_in": Site(f"{blocks}.{{i}}.mlp.fc1", "vision", "output", _w(input=_VH, output=_VF)),
+        "vision_ffn_out": Site(f"{blocks}.{{i}}.mlp.fc2", "vision", "input", _w(input=_VF, output=_VH)),
+    }
+
+
+_QFORMER_FFN_IN = Site("qformer.encoder.layer.{i}.intermediate_query.dense", "bridge", "output",
+                       _w(input=_QH, output=_QF))
+_QFORMER_FFN_OUT = Site("qformer.encoder.layer.{i}.output_query.dense", "bridge", "input", _w(input=_QF, output=_QH))
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """How one transformers multimodal class is read: its modules, its sites, its image features and its logits.
@@ -195,21 +209,13 @@ BLIP2 = Architecture(
     name="BLIP-2", key="blip2", model_class="Blip2ForConditionalGeneration",
     language_prefix="language_model.model", lm_head="language_model.lm_head", projector="language_projection",
     vision_sites={
-        "vision_block": Site("vision_model.encoder.layers.{i}", "vision", widths=_w(input=_VH)),
-        "vision_ffn_in": Site("vision_model.encoder.layers.{i}.mlp.fc1", "vision", "output",
-                              _w(input=_VH, output=_VF)),
-        "vision_ffn_out": Site("vision_model.encoder.layers.{i}.mlp.fc2", "vision", "input",
-                               _w(input=_VF, output=_VH)),
+        **_vit_sites("vision_model.encoder.layers"),
         "qformer_block": Site("qformer.encoder.layer.{i}", "bridge", widths=_w(input=_QH)),
-        "qformer_ffn_in": Site("qformer.encoder.layer.{i}.intermediate_query.dense", "bridge", "output",
-                               _w(input=_QH, output=_QF)),
-        "qformer_ffn_out": Site("qformer.encoder.layer.{i}.output_query.dense", "bridge", "input",
-                                _w(input=_QF, output=_QH)),
+        "qformer_ffn_in": _QFORMER_FFN_IN,
+        "qformer_ffn_out": _QFORMER_FFN_OUT,
         # the bridge's own FFN, whatever the bridge is (here the Q-Former's last query FFN)
-        "bridge_in": Site("qformer.encoder.layer.{i}.intermediate_query.dense", "bridge", "output",
-                          _w(input=_QH, output=_QF)),
-        "bridge_out": Site("qformer.encoder.layer.{i}.output_query.dense", "bridge", "input",
-                           _w(input=_QF, output=_QH)),
+        "bridge_in": _QFORMER_FFN_IN,
+        "bridge_out": _QFORMER_FFN_OUT,
         "language_projection": Site("language_projection", "bridge", "output", _w(input=_QH, output=_H)),
     },
     image_side=("vision_model", "qformer", "language_projection"),
@@ -254,11 +260,7 @@ LLAVA = Architecture(
     name="LLaVA", key="llava", model_class="LlavaForConditionalGeneration",
     language_prefix="model.language_model", lm_head="lm_head", projector="model.multi_modal_projector",
     vision_sites={
-        "vision_block": Site("model.vision_tower.encoder.layers.{i}", "vision", widths=_w(input=_VH)),
-        "vision_ffn_in": Site("model.vision_tower.encoder.layers.{i}.mlp.fc1", "vision", "output",
-                              _w(input=_VH, output=_VF)),
-        "vision_ffn_out": Site("model.vision_tower.encoder.layers.{i}.mlp.fc2", "vision", "input",
-                               _w(input=_VF, output=_VH)),
+        **_vit_sites("model.vision_tower.encoder.layers"),
         # the bridge is the projector: linear_1 (vision width -> d_lm), GELU, linear_2 (d_lm -> d_lm)
         "bridge_in": Site("model.multi_modal_projector.linear_1", "bridge", "output", _w(input=_VH, output=_H)),
         "bridge_out": Site("model.multi_modal_projector.linear_2", "bridge", "input", _w(input=_H, output=_H)),
