@@ -110,3 +110,20 @@ def ablation(backbone: str, task: str, hparam: str, variants: dict, source: str,
     verdicts = [similarity_verdict(f"{a} and {b} give similar {metric}", rows[a], rows[b], metric, margin, source)
                 for metric in METRICS]
     return Ablation(rows, ours, verdicts, n)
+
+
+def show_ablation(result: Ablation, table: str, what: str, backbone: str, task: str) -> None:
+    """An ablation chapter's results: ours per variant (the paper's cells are not in its text) and mean ± CI bars
+    (its verdicts, `result.verdicts`, go to `chapter.show_verdicts`).
+
+        >>> show_ablation(ablation(...), "Table 6", "distance", "tiny-blip2-opt", "okedit")     # doctest: +SKIP
+    """
+    from IPython.display import display
+
+    from .figures import mean_ci_bars, show_figure
+    from .tables import side_by_side
+    display(side_by_side(pd.DataFrame(columns=METRICS), result.ours, METRICS).style.set_caption(
+        f"BalancEdit, {backbone}, {task}, {result.n} cases (the paper's cells for this table are not in the text we "
+        "have)"))
+    mean_ci_bars({(table, backbone): result.ours}, METRICS, [backbone])
+    show_figure(f"BalancEdit with the {' and with the '.join(result.ours)} {what}, per metric, with 95% CIs.")

@@ -60,6 +60,42 @@ def mean_ci_bars(cells: dict, metrics: list[str], groups: list[str], ax=None, me
     return fig
 
 
+def ci_line(ax, frame, x: str, metric: str, **style):
+    """One metric of a sweep (`onestep.sweep_frame`: columns x, metric, metric_low, metric_high) as a line of means
+    with 95% CI error bars.
+
+        >>> ci_line(ax, sweep_frame(runs, "K", ks), "K", "locality", linestyle="--", label="Locality")  # doctest: +SKIP
+    """
+    style = {"marker": "o", "capsize": 3, **style}
+    return ax.errorbar(frame[x], frame[metric], yerr=[frame[metric] - frame[f"{metric}_low"],
+                                                      frame[f"{metric}_high"] - frame[metric]], **style)
+
+
+def ci_point(ax, summary, x_metric: str, y_metric: str, **style):
+    """One method as a point (x_metric, y_metric) with its 95% CIs on both axes, from a summary (rows: metrics;
+    columns mean, ci_low, ci_high).
+
+        >>> ci_point(ax, ours["UniKE"], "t_gen", "t_loc", color="C0", label="UniKE")               # doctest: +SKIP
+    """
+    x, y = summary.loc[x_metric], summary.loc[y_metric]
+    style = {"fmt": "o", "capsize": 3, **style}
+    return ax.errorbar(x["mean"], y["mean"], xerr=[[x["mean"] - x["ci_low"]], [x["ci_high"] - x["mean"]]],
+                       yerr=[[y["mean"] - y["ci_low"]], [y["ci_high"] - y["mean"]]], **style)
+
+
+def ci_on_bars(ax, groups, mean: str = "mean", low: str = "ci_low", high: str = "ci_high") -> None:
+    """95% CI lines on the bars seaborn drew on `ax`: `groups` holds one frame per bar container (a hue level), in
+    the order seaborn drew them, its rows in the order of the bars.
+
+        >>> ax = sns.barplot(data=long, x="method", y="mean", hue="metric", errorbar=None)          # doctest: +SKIP
+        >>> ci_on_bars(ax, [part for _, part in long.groupby("metric", sort=False)])               # doctest: +SKIP
+    """
+    for bars, part in zip(ax.containers, groups):
+        xs = [bar.get_x() + bar.get_width() / 2 for bar in bars]
+        ax.errorbar(xs, part[mean], yerr=[part[mean] - part[low], part[high] - part[mean]], fmt="none", c="k",
+                    lw=0.8)
+
+
 def caption_of(output: dict) -> str | None:
     return (output.get("metadata") or {}).get(CAPTION_KEY, {}).get("caption")
 

@@ -154,6 +154,17 @@ def paper_comparisons(table: OneStepTable, backbones, tasks, paper: str, item: s
     return out
 
 
+def show_comparisons(table: OneStepTable, backbones, tasks, paper: str, item: str, metrics=ROW_METRICS) -> None:
+    """Display `paper_comparisons`: per (backbone, task) its heading and the paper's rows beside ours.
+
+        >>> show_comparisons(table, ["tiny-blip2-opt"], ["vqa"], "mmedit", "Table 2")     # doctest: +SKIP
+    """
+    from IPython.display import Markdown, display
+    for heading, frame in paper_comparisons(table, backbones, tasks, paper, item, metrics):
+        display(Markdown(f"**{heading}**"))
+        display(frame.style.set_caption(f"{paper_label(paper)} {item} reproduction: {heading}"))
+
+
 def paper_label(paper: str) -> str:
     return {"mmedit": "MMEdit", "unike": "UniKE", "balancedit": "BalancEdit"}.get(paper, paper)
 
