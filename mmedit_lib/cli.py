@@ -25,7 +25,7 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_world(args) -> int:
-    from .world.writer import CaseSizes, write_cases, write_world
+    from .world.writer import case_sizes, write_cases, write_world
     out = Path(args.out)
     started = time.time()
     world = write_world(out, seed=args.seed)
@@ -35,9 +35,9 @@ def cmd_world(args) -> int:
         from .backbones.registry import load_backbone
         from .backbones.report import answer_fn
         bb = load_backbone(args.backbone, path=args.backbone_path)
-        sizes = CaseSizes.smoke() if args.smoke else CaseSizes(
-            args.n_vqa_eval, args.n_vqa_train, args.n_caption_eval, args.n_caption_train,
-            args.n_okedit_eval, args.n_okedit_train)
+        overrides = {key: getattr(args, dest) for key, dest in args.case_fields.items()
+                     if getattr(args, dest) is not None}
+        sizes = case_sizes(smoke=args.smoke, overrides=overrides)
         from .backbones.backbone import state_hash
         summary = write_cases(out, world, answer_fn(bb), bb.vqa_template, sizes, bb.name,
                               provenance={"backbone_state_sha256": state_hash(bb.model)})
@@ -243,7 +243,7 @@ def cmd_recompute(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.benchmarks import BENCHMARKS
+    from .data.benchmarks import BENCHMARKS, world_benchmarks
     parser = argparse.ArgumentParser(prog="python -m mmedit_lib", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default $MMEDIT_THREADS or 1)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -254,10 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--backbone", help="also build edit cases from this backbone's errors")
     w.add_argument("--backbone-path", help="local folder of the backbone (default: the registry's)")
     w.add_argument("--smoke", action="store_true", help="a handful of cases per split (seconds)")
-    for name, default in [("vqa-eval", 1000), ("vqa-train", 3000), ("caption-eval", 500), ("caption-train", 3000),
-                          ("okedit-eval", 1000), ("okedit-train", 1000)]:
-        w.add_argument(f"--n-{name}", type=int, default=default)
-    w.set_defaults(func=cmd_world)
+    counts = {}
+    for name in world_benchmarks():  # --n-vqa-eval, --n-okedit-train, ...: one per world benchmark and split
+        for split, default in BENCHMARKS[name].world_sizes.items():
+            dest = f"n_{name}_{split}".replace("-", "_")
+            w.add_argument(f"--n-{name}-{split}", type=int, default=None, dest=dest,
+                           help=f"{BENCHMARKS[name].label} {split} cases (default {default})")
+            counts[(name, split)] = dest
+    w.set_defaults(func=cmd_world, case_fields=counts)
 
     t = sub.add_parser("train-backbone", help="train a tiny backbone on the world and write its report")
     t.add_argument("name")

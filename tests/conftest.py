@@ -45,7 +45,7 @@ def shipped_as(shipped):
 def smoke_world(shipped, tmp_path_factory):
     """A small world folder with edit cases built from each shipped backbone's errors, by backbone name."""
     from mmedit_lib.backbones.report import answer_fn
-    from mmedit_lib.world.writer import CaseSizes, write_cases, write_world
+    from mmedit_lib.world.writer import case_sizes, write_cases, write_world
     cache = {}
 
     def get(name):
@@ -53,7 +53,7 @@ def smoke_world(shipped, tmp_path_factory):
             root = tmp_path_factory.mktemp(name)
             world = write_world(root, seed=0, n_images=50, n_examples=100)
             bb = shipped(name)
-            summary = write_cases(root, world, answer_fn(bb), bb.vqa_template, CaseSizes.smoke(), name)
+            summary = write_cases(root, world, answer_fn(bb), bb.vqa_template, case_sizes(smoke=True), name)
             cache[name] = (root, summary)
         return cache[name]
     return get

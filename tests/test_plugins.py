@@ -83,14 +83,23 @@ def test_a_new_editor_is_one_file(toy, smoke_world, shipped):
     assert tracked_changes() == before  # no file of the package changed
 
 
-def test_a_new_benchmark_is_one_file(toy, smoke_world):
+def test_a_new_benchmark_is_one_file(toy, smoke_world, shipped):
+    from mmedit_lib.backbones.report import answer_fn
+    from mmedit_lib.cli import build_parser
+    from mmedit_lib.world.world import World
+    from mmedit_lib.world.writer import case_sizes, write_cases
     before = tracked_changes()
     world, _ = smoke_world(BACKBONE)
+    bb = shipped(BACKBONE)
+    # the embedded world draws its cases through its `world_cases` hook: E-VQA's, so the very same records
+    assert case_sizes(smoke=True)["vqa-joint"] == {"eval": 20, "train": 20}
+    assert build_parser().parse_args(["world", "--out", "x", "--n-vqa-joint-eval", "7"]).n_vqa_joint_eval == 7
     data = toy / "data"
-    (data / "vqa-joint").mkdir(parents=True)
-    (data / "images").symlink_to(world / "images")
+    sizes = {"vqa-joint": case_sizes(smoke=True)["vqa-joint"]}
+    summary = write_cases(data, World(0), answer_fn(bb), bb.vqa_template, sizes, BACKBONE)
+    assert sum(summary["counts"]["eval"]["vqa-joint"].values()) == 20
     for split in ("eval", "train"):
-        shutil.copy(world / "vqa" / f"{split}.json", data / "vqa-joint" / f"{split}.json")
+        assert (data / "vqa-joint" / f"{split}.json").read_text() == (world / "vqa" / f"{split}.json").read_text()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     check = subprocess.run([sys.executable, "-m", "mmedit_lib", "validate", str(data / "vqa-joint" / "eval.json"),
                             "--task", "vqa-joint"], capture_output=True, text=True, timeout=300, env=env)

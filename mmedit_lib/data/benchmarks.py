@@ -14,6 +14,12 @@ with `cross_task`) and the reports' dataset names read these objects. A benchmar
 
 Probes, per record (`probes(build, record)`, with `build` the case's `ProbeBuilder`): `rel` (the edit itself),
 `t_gen`, `m_gen`, `t_loc`, `m_loc`, each a `Query`; a metric may have several probes (`t_gen:1`, ...), averaged.
+
+The embedded world: a benchmark with `world_cases(ctx, n, split)` (ctx a `world.cases.CaseContext`: the world, the
+backbone's answers, its competent question kinds, the image store) gets `<world>/<name>/<split>.json` written by
+`python -m mmedit_lib world --backbone B` and `world.ensure.ensure_world`, `world_sizes` cases per split
+(`smoke_sizes` for the small world; `--n-<name>-<split>` overrides); `category_key` names the record field that
+`cases.json` counts cases by. A benchmark without `world_cases` has no embedded data: pass `data_dir`.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import dataclasses
 from typing import Callable
 
 from .. import plugins
+from ..world.cases import caption_world_cases, okedit_world_cases, vqa_world_cases
 from .records import MMEditRecord, OKEditRecord
 
 METRICS = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")  # every benchmark has a probe for each
@@ -71,6 +78,10 @@ class Benchmark:
     cross_task: bool = False  # one of the two tasks UniKE's cross-task setting mixes (Table 3)
     paper_dataset: str = ""  # BalancEdit's name for its dataset column ("" when BalancEdit does not report it)
     summary: str = ""
+    world_cases: Callable | None = None  # (CaseContext, n, split) -> record dicts: its cases in the embedded world
+    world_sizes: dict = dataclasses.field(default_factory=dict)  # split -> cases the world gets
+    smoke_sizes: dict = dataclasses.field(default_factory=dict)  # split -> cases the small (smoke) world gets
+    category_key: str = "kind"  # the record field cases.json counts cases by
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
@@ -94,6 +105,11 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
+def world_benchmarks() -> tuple[str, ...]:
+    """The benchmarks the embedded world writes cases for, in order."""
+    return tuple(name for name, b in BENCHMARKS.items() if b.world_cases is not None)
+
+
 def cross_tasks() -> tuple[str, ...]:
     """The benchmarks UniKE's cross-task setting mixes, in order (E-VQA, E-IC)."""
     return tuple(name for name, b in BENCHMARKS.items() if b.cross_task)
@@ -107,13 +123,19 @@ def load_plugins(names: str | None = None) -> list[str]:
 for _benchmark in (
     Benchmark("vqa", "E-VQA", MMEditRecord, mmedit_probes, {"eval": "vqa_eval.json", "train": "vqa_train.json"},
               cross_task=True, paper_dataset="MMEDIT",
-              summary="MMEdit's editing VQA: (image, question) -> answer, VQAv2-style"),
+              summary="MMEdit's editing VQA: (image, question) -> answer, VQAv2-style",
+              world_cases=vqa_world_cases, world_sizes={"eval": 1000, "train": 3000},
+              smoke_sizes={"eval": 20, "train": 20}),
     Benchmark("caption", "E-IC", MMEditRecord, mmedit_probes,
               {"eval": "caption_eval_edit.json", "train": "caption_train_edit.json"}, prompt="raw", cross_task=True,
-              summary="MMEdit's editing image captioning: (image, caption prompt) -> caption, COCO-style"),
+              summary="MMEdit's editing image captioning: (image, caption prompt) -> caption, COCO-style",
+              world_cases=caption_world_cases, world_sizes={"eval": 500, "train": 3000},
+              smoke_sizes={"eval": 10, "train": 10}),
     Benchmark("okedit", "OKEDIT", OKEditRecord, okedit_probes,
               {"eval": "okedit_eval.json", "train": "okedit_train.json"}, paper_dataset="OKEDIT",
-              summary="BalancEdit's OKEDIT: counterfactual answers, several rephrases and images, look-alike locality"),
+              summary="BalancEdit's OKEDIT: counterfactual answers, several rephrases and images, look-alike locality",
+              world_cases=okedit_world_cases, world_sizes={"eval": 1000, "train": 1000},
+              smoke_sizes={"eval": 20, "train": 10}, category_key="category"),
 ):
     register(_benchmark)
 load_plugins()

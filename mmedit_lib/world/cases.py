@@ -11,6 +11,7 @@ is `(images, prompts, max_new_tokens) -> answers`, so this module needs no model
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from pathlib import Path
@@ -200,6 +201,32 @@ def build_okedit_cases(world: World, answer_fn: AnswerFn, template: str, n: int,
                 cases.append(record)
                 bar.update(1)
     return cases
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseContext:
+    """What a benchmark's `world_cases(ctx, n, split)` draws its edit cases with: the world, the backbone's greedy
+    answers, its VQA template, the question kinds it is competent on, and the store its images go to."""
+    world: World
+    answer_fn: AnswerFn
+    template: str
+    competent_kinds: list
+    store: ImageStore
+
+
+def vqa_world_cases(ctx: CaseContext, n: int, split: str) -> list[dict]:
+    """E-VQA's cases of the embedded world (`build_vqa_cases`)."""
+    return build_vqa_cases(ctx.world, ctx.answer_fn, ctx.template, n, split, ctx.competent_kinds, ctx.store)
+
+
+def caption_world_cases(ctx: CaseContext, n: int, split: str) -> list[dict]:
+    """E-IC's cases of the embedded world (`build_caption_cases`)."""
+    return build_caption_cases(ctx.world, ctx.answer_fn, n, split, ctx.store)
+
+
+def okedit_world_cases(ctx: CaseContext, n: int, split: str) -> list[dict]:
+    """OKEDIT's cases of the embedded world (`build_okedit_cases`)."""
+    return build_okedit_cases(ctx.world, ctx.answer_fn, ctx.template, n, split, ctx.competent_kinds, ctx.store)
 
 
 def category_counts(cases: list[dict], key: str = "kind") -> dict:

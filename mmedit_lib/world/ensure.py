@@ -34,12 +34,12 @@ def ensure_world(backbone: str, smoke: bool = False, seed: int = 0, bb=None) -> 
     from ..backbones.backbone import state_hash
     from ..backbones.registry import load_backbone
     from ..backbones.report import answer_fn
-    from .writer import CaseSizes, write_cases, write_world
+    from .writer import case_sizes, write_cases, write_world
     root = world_dir(backbone, smoke)
     if (root / "cases.json").exists():
         return root
     world = write_world(root, seed=seed, **({"n_images": 100, "n_examples": 300} if smoke else {}))
     bb = bb or load_backbone(backbone)
-    write_cases(root, world, answer_fn(bb), bb.vqa_template, CaseSizes.smoke() if smoke else CaseSizes(), backbone,
+    write_cases(root, world, answer_fn(bb), bb.vqa_template, case_sizes(smoke), backbone,
                 provenance={"backbone_state_sha256": state_hash(bb.model)})
     return root

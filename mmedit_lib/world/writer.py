@@ -16,8 +16,7 @@ import json
 import random
 from pathlib import Path
 
-from .cases import (ImageStore, build_caption_cases, build_okedit_cases, build_vqa_cases, category_counts,
-                    competent, kind_accuracy)
+from .cases import CaseContext, ImageStore, category_counts, competent, kind_accuracy
 from .corpus import CORPUS_EXAMPLES, CORPUS_IMAGES, make_corpus, scene_to_json, vocabulary
 from .facts import COUNTRIES
 from .questions import QUESTION_KINDS
@@ -25,18 +24,24 @@ from .render import png_bytes, render
 from .world import World
 
 
-@dataclasses.dataclass
-class CaseSizes:
-    vqa_eval: int = 1000
-    vqa_train: int = 3000
-    caption_eval: int = 500
-    caption_train: int = 3000
-    okedit_eval: int = 1000
-    okedit_train: int = 1000
+SPLITS = ("eval", "train")
 
-    @staticmethod
-    def smoke() -> "CaseSizes":
-        return CaseSizes(20, 20, 10, 10, 20, 10)
+
+def case_sizes(smoke: bool = False, overrides: dict | None = None) -> dict:
+    """benchmark -> split -> how many cases the world gets: each world benchmark's `world_sizes` (`smoke_sizes`
+    when smoke), with `overrides` ({(benchmark, split): n}) on top.
+
+        >>> case_sizes(smoke=True)["caption"]
+        {'eval': 10, 'train': 10}
+    """
+    from ..data.benchmarks import BENCHMARKS, world_benchmarks
+    sizes = {name: dict(BENCHMARKS[name].smoke_sizes if smoke else BENCHMARKS[name].world_sizes)
+             for name in world_benchmarks()}
+    for (name, split), n in (overrides or {}).items():
+        if name not in sizes or split not in SPLITS:
+            raise ValueError(f"no world cases for {name!r} split {split!r}; world benchmarks: {', '.join(sizes)}")
+        sizes[name][split] = n
+    return sizes
 
 
 def write_json(path: Path, data, indent: int | None = 1) -> None:
@@ -90,25 +95,27 @@ def write_world(out: str | Path, seed: int = 0, n_images: int = CORPUS_IMAGES,
     return world
 
 
-def write_cases(out: str | Path, world: World, answer_fn, template: str, sizes: CaseSizes,
+def write_cases(out: str | Path, world: World, answer_fn, template: str, sizes: dict,
                 backbone_name: str, provenance: dict | None = None) -> dict:
-    """Edit cases for one backbone (its errors / its known facts) and a summary of how they were chosen."""
+    """Edit cases for one backbone (its errors / its known facts), `sizes[benchmark][split]` of each world
+    benchmark (`case_sizes`), and a summary of how they were chosen."""
+    from ..data.benchmarks import BENCHMARKS
     out = Path(out)
-    store = ImageStore(out)
     accuracy = kind_accuracy(world, answer_fn, template)
     kinds = competent(accuracy, world)
     if not kinds:
         raise RuntimeError(f"{backbone_name} is not competent on any question kind: {accuracy}")
+    ctx = CaseContext(world, answer_fn, template, kinds, ImageStore(out))
     summary = {"backbone": backbone_name, "world_seed": world.seed, "kind_accuracy": accuracy,
-               "competent_kinds": kinds, "sizes": dataclasses.asdict(sizes), "counts": {}, **(provenance or {})}
-    for split in ("eval", "train"):
-        vqa = build_vqa_cases(world, answer_fn, template, getattr(sizes, f"vqa_{split}"), split, kinds, store)
-        write_json(out / "vqa" / f"{split}.json", vqa)
-        cap = build_caption_cases(world, answer_fn, getattr(sizes, f"caption_{split}"), split, store)
-        write_json(out / "caption" / f"{split}.json", cap)
-        ok = build_okedit_cases(world, answer_fn, template, getattr(sizes, f"okedit_{split}"), split, kinds, store)
-        write_json(out / "okedit" / f"{split}.json", ok)
-        summary["counts"][split] = {"vqa": category_counts(vqa), "caption": category_counts(cap),
-                                    "okedit": category_counts(ok, "category")}
+               "competent_kinds": kinds, "sizes": {f"{name}_{split}": n for name, by_split in sizes.items()
+                                                   for split, n in by_split.items()},
+               "counts": {}, **(provenance or {})}
+    for split in SPLITS:
+        summary["counts"][split] = {}
+        for name, by_split in sizes.items():
+            benchmark = BENCHMARKS[name]
+            cases = benchmark.world_cases(ctx, by_split[split], split)
+            write_json(out / name / f"{split}.json", cases)
+            summary["counts"][split][name] = category_counts(cases, benchmark.category_key)
     write_json(out / "cases.json", summary)
     return summary
