@@ -181,8 +181,8 @@ def test_every_paper_notebook_takes_dtype_and_the_image_roots_and_passes_them_on
         cells = nbformat.read(path, as_version=4).cells
         parameters = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
         assert all(f"\n{name} = None" in parameters for name in ("dtype", "image_root", "rephrase_image_root")), path
-        assert any("use_inputs(dtype=dtype, image_root=image_root, rephrase_image_root=rephrase_image_root)"
-                   in c.source for c in cells if c.cell_type == "code"), path
+        assert any("start(dtype=dtype, image_root=image_root, rephrase_image_root=rephrase_image_root)"
+                   in c.source for c in cells if c.cell_type == "code"), path  # chapter.start -> inputs.use_inputs
 
 
 def test_use_inputs_sets_what_the_loaders_read(monkeypatch, tmp_path):
@@ -197,3 +197,20 @@ def test_use_inputs_sets_what_the_loaders_read(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="unknown dtype"):
         use_inputs(dtype="int8")
     json.dumps(use_inputs())
+
+
+def test_a_chapter_starts_with_the_inputs_passed_on_and_one_thread(monkeypatch):
+    """`chapter.start`, which every chapter calls after its parameters: the inputs reach the environment the loaders
+    read (an unknown dtype is refused before anything is set), and torch runs on one thread."""
+    from mmedit_lib.chapter import start
+    import os
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("MMEDIT_")})
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert start(dtype="float16", rephrase_image_root="/data/rephrase")["rephrase_image_root"] == "/data/rephrase"
+        assert os.environ["MMEDIT_DTYPE"] == "float16" and torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="unknown dtype"):
+            start(dtype="int4")
+    finally:
+        torch.set_num_threads(threads)
