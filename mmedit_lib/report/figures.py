@@ -44,14 +44,14 @@ def mean_ci_bars(cells: dict, metrics: list[str], groups: list[str], ax=None, me
     width = 0.8 / max(len(names), 1)
     x = np.arange(len(metrics))
     for ax_, group in zip(axes[:, 0], groups):
+        drawn = []
         for i, method in enumerate(names):
             summary = by_group[group].get(method)
             if summary is None:
                 continue
-            rows = summary.loc[metrics]
-            offset = x + (i - (len(names) - 1) / 2) * width
-            ax_.bar(offset, rows["mean"], width, label=method)
-            ax_.vlines(offset, rows["ci_low"], rows["ci_high"], color="black", linewidth=0.8)
+            drawn.append(summary.loc[metrics])
+            ax_.bar(x + (i - (len(names) - 1) / 2) * width, drawn[-1]["mean"], width, label=method)
+        ci_on_bars(ax_, drawn)
         ax_.set_ylim(0, 105)
         ax_.set_ylabel(f"{group}\n%")
     axes[-1, 0].set_xticks(x, metrics)

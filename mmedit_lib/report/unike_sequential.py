@@ -52,8 +52,9 @@ def table2_figure(table: SequentialTable, tasks, ks):
     """Each method's scores against K, ours solid with 95% CIs over sequences, the paper's dashed; returns the
     figure (show it with `figures.show_figure`)."""
     import matplotlib.pyplot as plt
-    import numpy as np
     import seaborn as sns
+
+    from .figures import ci_line
     methods = methods_of(table)
     palette = dict(zip(methods, sns.color_palette("tab10", len(methods))))
     fig, axes = plt.subplots(len(tasks), len(SCORES), figsize=(3.3 * len(SCORES), 3.0 * len(tasks)), squeeze=False)
@@ -63,9 +64,10 @@ def table2_figure(table: SequentialTable, tasks, ks):
             ax = axes[r][c]
             for method in methods:
                 stats = [contrast([(table.rows[(task, f"seq-{k}", method)], 1)], score) for k in ks]
-                means = np.array([s["mean"] for s in stats])
-                err = np.array([[s["mean"] - s["ci_low"] for s in stats], [s["ci_high"] - s["mean"] for s in stats]])
-                ax.errorbar(ks, means, yerr=err, marker="o", color=palette[method], label=method, capsize=2)
+                frame = pd.DataFrame({"K": ks, score: [s["mean"] for s in stats],
+                                      f"{score}_low": [s["ci_low"] for s in stats],
+                                      f"{score}_high": [s["ci_high"] for s in stats]})
+                ci_line(ax, frame, "K", score, color=palette[method], label=method, capsize=2)
                 if method in paper[0].index:
                     parts = {"rel": ["rel"], "generality": ["t_gen", "m_gen"], "locality": ["t_loc", "m_loc"],
                              "overall": METRICS}[score]
