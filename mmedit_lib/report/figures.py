@@ -84,13 +84,18 @@ def ci_point(ax, summary, x_metric: str, y_metric: str, **style):
 
 
 def ci_on_bars(ax, groups, mean: str = "mean", low: str = "ci_low", high: str = "ci_high") -> None:
-    """95% CI lines on the bars seaborn drew on `ax`: `groups` holds one frame per bar container (a hue level), in
-    the order seaborn drew them, its rows in the order of the bars.
+    """95% CI lines on the bars drawn on `ax` (by seaborn, or `ax.bar`): `groups` holds one frame per bar container
+    (a hue level), in the order they were drawn, its rows in the order of the bars; an empty frame (a method with no
+    run there) draws nothing, any other frame whose length is not its container's is an error.
 
         >>> ax = sns.barplot(data=long, x="method", y="mean", hue="metric", errorbar=None)          # doctest: +SKIP
         >>> ci_on_bars(ax, [part for _, part in long.groupby("metric", sort=False)])               # doctest: +SKIP
     """
     for bars, part in zip(ax.containers, groups):
+        if len(part) == 0:
+            continue
+        if len(part) != len(bars):
+            raise ValueError(f"{len(part)} intervals for {len(bars)} bars")
         xs = [bar.get_x() + bar.get_width() / 2 for bar in bars]
         ax.errorbar(xs, part[mean], yerr=[part[mean] - part[low], part[high] - part[mean]], fmt="none", c="k",
                     lw=0.8)
