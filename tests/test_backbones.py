@@ -153,6 +153,29 @@ def test_logits_from_a_layer_on_are_the_logits_bit_for_bit(kind, start):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_the_loss_from_a_layer_on_trains_what_the_full_loss_trains(kind):
+    """`loss_above` (FT's, GRACE's and BalancEdit's steps): the loss of the full pass, bit for bit, and so its
+    gradient and every Adam step; `fit_edit` with `paths` in the last layer ends at the same weights as without."""
+    from mmedit_lib.editors.base import fit_edit
+    bb = random_backbone(kind, n_layers=3)
+    query = Query(image(3), bb.vqa_prompt("what color is it ?"), "red")
+    assert bb.layer_of(bb.site("ffn_out", -1)) == 2 and bb.layer_of(bb.site("vision_block", -1)) is None
+    weight = bb.module("ffn_out", -1).weight
+    start = weight.detach().clone()
+    ends = []
+    for paths in ([], [bb.site("ffn_out", -1)]):
+        with torch.no_grad():
+            weight.copy_(start)
+        weight.requires_grad_(True)
+        if paths:
+            assert torch.equal(bb.loss_above([query], -1)(), bb.loss([query]))
+        fit_edit(bb, query, [weight], lr=1e-2, steps=5, stop_at_loss=0.0, paths=paths)
+        weight.requires_grad_(False)
+        ends.append(weight.detach().clone())
+    assert not torch.equal(ends[0], start) and torch.equal(ends[0], ends[1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_text_only_queries_run_the_language_model_alone(kind):
     bb = random_backbone(kind)
     q = Query(None, "nq question: what is the capital of france ?", "paris")

@@ -144,6 +144,16 @@ class Backbone:
     def decoder_layers(self) -> torch.nn.ModuleList:
         return self.model.get_submodule(self.site("layers"))
 
+    def layer_of(self, path: str) -> int | None:
+        """The index of the decoder layer that holds the module at `path` (None when no decoder layer does).
+
+            >>> bb.layer_of(bb.site("ffn_out", -1)) == bb.n_layers - 1       # doctest: +SKIP
+        """
+        prefix = self.site("layers") + "."
+        if not path.startswith(prefix):
+            return None
+        return int(path[len(prefix):].split(".")[0])
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -337,7 +347,10 @@ class Backbone:
 
     def _query_logits(self, queries: list[Query]) -> list["QueryLogits"]:
         batch = self.encode(queries)
-        logits = self.logits(batch)
+        return self._query_logits_of(batch, self.logits(batch))
+
+    @staticmethod
+    def _query_logits_of(batch: Batch, logits: torch.Tensor) -> list["QueryLogits"]:
         out = []
         for row, (sl, tgt, ctx) in enumerate(zip(batch.target_slices, batch.target_ids, batch.context_slices)):
             start = int((batch.attention_mask[row] == 0).sum())
@@ -373,10 +386,21 @@ class Backbone:
 
     def loss(self, queries: list[Query]) -> torch.Tensor:
         """Mean negative log-likelihood of the target tokens (each query weighted by its token count)."""
-        pairs = self.target_logits(queries)
-        logits = torch.cat([lg for lg, _ in pairs])
-        targets = torch.cat([t for _, t in pairs])
-        return torch.nn.functional.cross_entropy(logits.float(), targets)
+        return _nll([(q.target, q.target_ids) for q in self.query_logits(queries)])
+
+    def loss_above(self, queries: list[Query], start: int):
+        """A function returning `self.loss(queries)` computed from decoder layer `start` on (`logits_above`): the
+        same number, bit for bit, while nothing below `start` changes; for editors that train something at or above
+        `start` for many steps (FT's layer, GRACE's value, BalancEdit's layer copy). Through an installed router
+        the function is `self.loss` itself.
+
+            >>> loss = bb.loss_above([query], start=-1); loss()             # == bb.loss([query])  # doctest: +SKIP
+        """
+        if self.router is not None:
+            return lambda: self.loss(queries)
+        batch = self.encode(queries)
+        run = self.logits_above(batch, start)
+        return lambda: _nll([(q.target, q.target_ids) for q in self._query_logits_of(batch, run())])
 
     @torch.no_grad()
     def greedy(self, queries: list[Query], max_new_tokens: int = 12) -> list[str]:
@@ -420,6 +444,13 @@ class Backbone:
             text = self.tokenizer.decode(row, skip_special_tokens=True)
             texts.append((text.split(stop_text)[0] if stop_text else text).strip())
         return texts
+
+
+def _nll(pairs) -> torch.Tensor:
+    """Mean negative log-likelihood (float32) of [(logits (T, V), target ids (T,)), ...], every token weighing one."""
+    logits = torch.cat([lg for lg, _ in pairs])
+    targets = torch.cat([t for _, t in pairs])
+    return torch.nn.functional.cross_entropy(logits.float(), targets)
 
 
 def stop_token_ids(config, tokenizer) -> frozenset[int]:

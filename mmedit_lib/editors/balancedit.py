@@ -105,7 +105,7 @@ def train_transformation(bb: Backbone, request: EditRequest, weight: torch.Tenso
     def copy_of_layer(x, out):
         return torch.nn.functional.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
     with frozen(bb.model), training_hook(bb, hp.site, hp.layer, "mean", copy_of_layer):
-        fit_edit(bb, request.query, params, hp.lr, hp.steps, hp.stop_at_loss)
+        fit_edit(bb, request.query, params, hp.lr, hp.steps, hp.stop_at_loss, paths=[bb.site(hp.site, hp.layer)])
     return weight.detach(), None if bias is None else bias.detach()
 
 

@@ -132,13 +132,18 @@ def records_of(train) -> list:
     return train.records if hasattr(train, "records") else [c.request.record for c in train]
 
 
-def fit_edit(bb, query, params, lr: float, steps: int, stop_at_loss: float) -> None:
+def fit_edit(bb, query, params, lr: float, steps: int, stop_at_loss: float, paths=()) -> None:
     """Adam on `params` against the edit's loss `bb.loss([query])`, at most `steps` steps, stopping once the loss
     is below `stop_at_loss` (what FT, GRACE's values and BalancEdit's layer copies are trained with). The loss is
-    float32 (`Backbone.loss`) and the steps are taken in float32 whatever the dtype of `params` (`Float32Adam`)."""
+    float32 (`Backbone.loss`) and the steps are taken in float32 whatever the dtype of `params` (`Float32Adam`).
+    `paths`: the modules what is trained lives in or acts through (hooked); when every one is in a decoder layer,
+    each step runs from the lowest of those layers on (`Backbone.loss_above`: the same loss, bit for bit)."""
     optimizer = Float32Adam(params, lr=lr)
+    layers = [bb.layer_of(path) for path in paths]
+    loss_of = (bb.loss_above([query], min(layers)) if layers and None not in layers
+               else lambda: bb.loss([query]))
     for _ in range(steps):
-        loss = bb.loss([query])
+        loss = loss_of()
         if loss.item() < stop_at_loss:
             break
         optimizer.step_on(loss)

@@ -59,7 +59,8 @@ def apply_ft(backbone: Backbone, request: EditRequest, hp: FTHparams) -> WeightE
     with frozen(backbone.model):
         for p in params.values():
             p.requires_grad_(True)
-        fit_edit(backbone, request.query, list(params.values()), hp.lr, hp.steps, hp.stop_at_loss)
+        fit_edit(backbone, request.query, list(params.values()), hp.lr, hp.steps, hp.stop_at_loss,
+                 paths=[name.rsplit(".", 1)[0] for name in params])
     return edit
 
 

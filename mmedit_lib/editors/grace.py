@@ -68,7 +68,7 @@ def train_value(bb: Backbone, request: EditRequest, value: torch.Tensor, hp: GRA
     value = value.clone().requires_grad_(True)
     with frozen(bb.model), training_hook(bb, hp.site, hp.layer, "last",
                                          lambda x, out: value.to(out.dtype).expand_as(out)):
-        fit_edit(bb, request.query, [value], hp.lr, hp.steps, hp.stop_at_loss)
+        fit_edit(bb, request.query, [value], hp.lr, hp.steps, hp.stop_at_loss, paths=[bb.site(hp.site, hp.layer)])
     return value.detach()
 
 
