@@ -13,6 +13,8 @@ def test_notebook_source_is_clean_and_parameterized(path):
     nb = json.loads(path.read_text())
     assert any("parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
     assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+    ids = [c.get("id") for c in nb["cells"]]  # nbformat 4.5: every cell has one, unique (else a warning per run)
+    assert (nb["nbformat"], nb["nbformat_minor"]) >= (4, 5) and None not in ids and len(set(ids)) == len(ids), ids
 
 
 def parameters(path) -> dict:
