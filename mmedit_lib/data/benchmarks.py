@@ -30,7 +30,6 @@ from .. import plugins
 from ..world.cases import caption_world_cases, okedit_world_cases, vqa_world_cases
 from .records import MMEditRecord, OKEditRecord
 
-METRICS = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")  # every benchmark has a probe for each
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-METRICS = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")
+METRICS = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")  # the five scores of every row: the one place they are named
 HM_LOCALITY = ("m_loc", "t_loc", "mean")
 N_BOOTSTRAP = 1000
 

@@ -37,8 +37,8 @@ def per_category(rows: list[dict], data_dir, task: str = "okedit", scale: float 
     category = {str(r.extra.get("case_id")): getattr(r, "category", "") or r.extra.get("kind", "?") for r in records}
     frame = pd.DataFrame(rows)
     frame["category"] = frame.case_id.map(category)
-    metrics = ["rel", "t_gen", "m_gen", "t_loc", "m_loc"]
-    table = frame.groupby("category")[metrics].mean() * scale
+    from ..metrics.aggregate import METRICS as ROW_METRICS
+    table = frame.groupby("category")[list(ROW_METRICS)].mean() * scale
     table.insert(0, "cases", frame.groupby("category").size())
     return table.sort_values("cases", ascending=False)
 

@@ -17,7 +17,7 @@ import dataclasses
 import pandas as pd
 
 from ..editors.registry import LABELS, SHORT_LABELS, SMOKE_HPARAMS  # noqa: F401  (the editors' specs say them)
-from ..metrics.aggregate import summarize, summarize_with_averages
+from ..metrics.aggregate import METRICS, summarize, summarize_with_averages
 from ..metrics.provenance import resolve_protocols
 from ..runners.run import RunSpec, run
 from ..world.ensure import ensure_world, runs_dir
@@ -129,7 +129,7 @@ def sweep_frame(summaries: dict[str, pd.DataFrame], name: str, values) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-ROW_METRICS = ["rel", "t_gen", "m_gen", "t_loc", "m_loc"]
+ROW_METRICS = list(METRICS)  # a list: pandas reads a tuple in .loc as one key
 
 
 def paper_comparisons(table: OneStepTable, backbones, tasks, paper: str, item: str,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..editors.registry import make_hparams, sequential_problem
-from ..metrics.aggregate import bootstrap, summarize_with_averages
+from ..metrics.aggregate import AVERAGES, METRICS, bootstrap, summarize_with_averages
 from ..metrics.provenance import resolve_protocols
 from ..runners.run import CROSS_TASK_K, RunSpec, run
 from ..world.ensure import ensure_world, runs_dir
@@ -107,9 +107,8 @@ def with_not_applicable(frame: pd.DataFrame, not_applicable: dict) -> pd.DataFra
     return pd.concat([frame, extra])
 
 
-SCORES = {"rel": ("rel",), "t_gen": ("t_gen",), "m_gen": ("m_gen",), "t_loc": ("t_loc",), "m_loc": ("m_loc",),
-          "generality": ("t_gen", "m_gen"), "locality": ("t_loc", "m_loc"),
-          "overall": ("rel", "t_gen", "m_gen", "t_loc", "m_loc")}  # a case's score: the mean of these metrics
+SCORES = {**{metric: (metric,) for metric in METRICS}, **AVERAGES,
+          "overall": METRICS}  # a case's score: the mean of these metrics
 
 
 def _units(rows: list[dict], score: str, by: str) -> list[np.ndarray]:

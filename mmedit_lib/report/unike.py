@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..editors.latent_ike import LatentConfig, latent_shift
 from ..editors.registry import Editor
 from ..editors.unike import latent_stores
-from ..metrics.aggregate import summarize_with_averages
+from ..metrics.aggregate import METRICS, summarize_with_averages
 from ..runners.evaluate import evaluate_cases, locality_reference
 
 NO_COLLABORATION = {"alpha_mode": "fixed", "zeta": "none"}
@@ -29,7 +29,7 @@ ABLATIONS = {"only Intrin": {"external": "none", "zeta": "none"},
              "Intrin+IKE": {"external": "vanilla", "zeta": "none"},
              "Intrin+Latent-IKE": dict(NO_COLLABORATION),
              "UniKE": {}}
-PROBES = ("rel", "t_gen", "m_gen", "t_loc", "m_loc")
+PROBES = METRICS  # one α row per metric's probe
 
 
 @torch.no_grad()

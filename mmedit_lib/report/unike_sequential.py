@@ -17,11 +17,11 @@ from __future__ import annotations
 import pandas as pd
 
 from ..reference import paper_table
-from .sequential import SequentialTable, as_summary, cell, contrast
+from .sequential import SCORES as SCORE_PARTS, SequentialTable, as_summary, cell, contrast
 from .tables import Claim, fmt_ci, verdict
 
 ITEMS = {("vqa", 0): "Table 2(a)", ("vqa", 1): "Table 2(b)", ("caption", 0): "Table 2(c)", ("caption", 1): "Table 2(d)"}
-METRICS = ["rel", "t_gen", "m_gen", "t_loc", "m_loc"]
+METRICS = list(SCORE_PARTS["overall"])
 SCORES = ["rel", "generality", "locality", "overall"]
 PARTS = {"UniKE": {}, "without the latent memory": {"external": "none"},
          "without the key-value pairs": {"intrinsic": False},
@@ -69,8 +69,7 @@ def table2_figure(table: SequentialTable, tasks, ks):
                                       f"{score}_high": [s["ci_high"] for s in stats]})
                 ci_line(ax, frame, "K", score, color=palette[method], label=method, capsize=2)
                 if method in paper[0].index:
-                    parts = {"rel": ["rel"], "generality": ["t_gen", "m_gen"], "locality": ["t_loc", "m_loc"],
-                             "overall": METRICS}[score]
+                    parts = list(SCORE_PARTS[score])
                     ax.plot(ks, [p.loc[method, parts].mean() for p in paper], ls="--", color=palette[method],
                             alpha=0.6)
             ax.set_title(f"{task}: {score}")
