@@ -82,9 +82,9 @@ def table2_figure(table: SequentialTable, tasks, ks):
     return fig
 
 
-def table2_claims(table: SequentialTable, tasks, ks) -> tuple[list[dict], list[dict]]:
-    """(every verdict of §4.3, the per-method decline verdicts among them), decided from `table`'s runs at the
-    smallest and the largest K."""
+def _table2_inputs(table: SequentialTable, tasks, ks):
+    """What Table 2's claims and its reading both start from: (the runs, the smallest and largest K, the methods
+    run, the paper's cells, `paper_overall(task, k, method)`: the paper's mean of the five metrics)."""
     k_lo, k_hi = ks[0], ks[-1]
     rows = table.rows
     methods_ran = [m for m in methods_of(table) if (tasks[0], f"seq-{k_lo}", m) in rows]
@@ -92,6 +92,13 @@ def table2_claims(table: SequentialTable, tasks, ks) -> tuple[list[dict], list[d
 
     def paper_overall(task, k, method):
         return paper_of[(task, k)].loc[method, METRICS].mean()
+    return rows, k_lo, k_hi, methods_ran, paper_of, paper_overall
+
+
+def table2_claims(table: SequentialTable, tasks, ks) -> tuple[list[dict], list[dict]]:
+    """(every verdict of §4.3, the per-method decline verdicts among them), decided from `table`'s runs at the
+    smallest and the largest K."""
+    rows, k_lo, k_hi, methods_ran, paper_of, paper_overall = _table2_inputs(table, tasks, ks)
 
     def with_overall(task, k):
         return {m: pd.concat([s, as_summary(overall=contrast([(rows[(task, f"seq-{k}", m)], 1)], "overall"))])
@@ -172,13 +179,7 @@ def table2_parts(backbone: str, task: str, k: int, n: int, seed: int = 0, data_d
 def table2_reading(table: SequentialTable, tasks, ks, declines: list[dict]) -> str:
     """The verdicts read as Markdown bullets: how many declines are significant against the paper's, and which
     method leads each (task, K) cell."""
-    k_lo, k_hi = ks[0], ks[-1]
-    rows = table.rows
-    methods_ran = [m for m in methods_of(table) if (tasks[0], f"seq-{k_lo}", m) in rows]
-    paper_of = paper_cells(tasks, ks)
-
-    def paper_overall(task, k, method):
-        return paper_of[(task, k)].loc[method, METRICS].mean()
+    rows, k_lo, k_hi, methods_ran, paper_of, paper_overall = _table2_inputs(table, tasks, ks)
     ranked = {(task, k): sorted(((contrast([(rows[(task, f"seq-{k}", m)], 1)], "overall")["mean"], m)
                                  for m in methods_ran), reverse=True) for task in tasks for k in (k_lo, k_hi)}
     declined = [v for v in declines if v["verdict"] == "reproduced"]
