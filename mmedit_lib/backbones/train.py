@@ -235,7 +235,10 @@ def _stage1_outputs(model, pixels):
     projector, as quadrant means (slots 0-3, row-major 2x2) and the mean of all (background / count, landmark x2).
     Measured against the other reading, every patch a view of its own (patch v of each quadrant in the slots, patch
     v of the image in the global positions, 16 views, the same seed and schedule): E-VQA token accuracy 47.2%
-    against 54.6%, background 47% against 94%, colour of a shape 19% against 45%."""
+    against 54.6%, background 47% against 94%, colour of a shape 19% against 45%. And against CLIP's own pooled
+    reading, the class token after the last (unread) block in the three global positions: E-VQA 39.0%, background
+    27%, landmark names 5% against 29%, in-context following 59-63%, in the same 540.6 s: what block 4 gathers into
+    the class token is not left in the patches the projector reads."""
     arch = architecture_of(model.config)
     vision, bridge = arch.bridge_inputs(model, pixels)
     if arch.key == "blip2":
