@@ -16,6 +16,7 @@ import pandas as pd
 from ..data.benchmarks import BENCHMARKS
 from ..data.loaders import load_records
 from ..editors.registry import SHORT_LABELS as LABELS  # noqa: F401  BalancEdit Table 3's row names ("Base", "FT")
+from ..metrics.aggregate import METRICS as ROW_METRICS
 from ..runners.cases import data_file
 
 DATASETS = {name: b.paper_dataset for name, b in BENCHMARKS.items() if b.paper_dataset}  # task -> BalancEdit's column
@@ -37,7 +38,6 @@ def per_category(rows: list[dict], data_dir, task: str = "okedit", scale: float 
     category = {str(r.extra.get("case_id")): getattr(r, "category", "") or r.extra.get("kind", "?") for r in records}
     frame = pd.DataFrame(rows)
     frame["category"] = frame.case_id.map(category)
-    from ..metrics.aggregate import METRICS as ROW_METRICS
     table = frame.groupby("category")[list(ROW_METRICS)].mean() * scale
     table.insert(0, "cases", frame.groupby("category").size())
     return table.sort_values("cases", ascending=False)
@@ -53,7 +53,7 @@ def similarity_verdict(text: str, rows_a: list[dict], rows_b: list[dict], metric
     """
     import numpy as np
 
-    from ..metrics.aggregate import METRICS as ROW_METRICS, bootstrap, hm_from_means
+    from ..metrics.aggregate import bootstrap, hm_from_means
     b_by_case = {r["case_id"]: r for r in rows_b}
     pairs = [(r, b_by_case[r["case_id"]]) for r in rows_a if r["case_id"] in b_by_case]
     if not pairs:

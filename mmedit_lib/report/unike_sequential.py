@@ -17,11 +17,11 @@ from __future__ import annotations
 import pandas as pd
 
 from ..reference import paper_table
+from .onestep import ROW_METRICS as METRICS
 from .sequential import SCORES as SCORE_PARTS, SequentialTable, as_summary, cell, contrast
 from .tables import Claim, fmt_ci, verdict
 
 ITEMS = {("vqa", 0): "Table 2(a)", ("vqa", 1): "Table 2(b)", ("caption", 0): "Table 2(c)", ("caption", 1): "Table 2(d)"}
-METRICS = list(SCORE_PARTS["overall"])
 SCORES = ["rel", "generality", "locality", "overall"]
 PARTS = {"UniKE": {}, "without the latent memory": {"external": "none"},
          "without the key-value pairs": {"intrinsic": False},
