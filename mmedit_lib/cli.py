@@ -59,7 +59,8 @@ def cmd_train_backbone(args) -> int:
     out = Path(args.out) if args.out else BACKBONES_DIR / args.name
     try:
         overrides = parse_config_overrides(args.set, TrainConfig())
-        cfg = TrainConfig.for_family(spec.family, **{**overrides, "seed": args.seed, "world_seed": args.world_seed})
+        cfg = TrainConfig.for_family(spec.family, spec.architecture,
+                                     **{**overrides, "seed": args.seed, "world_seed": args.world_seed})
         if args.max_stage2_steps is not None:
             cfg.max_stage2_steps = args.max_stage2_steps
         cfg.check(spec.family)

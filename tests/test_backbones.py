@@ -334,3 +334,35 @@ def test_image_features_are_reused_bit_identically_only_while_the_image_side_is_
             assert bb._image_cache_key(pixels) is None
     finally:
         handle.remove()
+
+
+def test_every_patch_learns_its_quadrants_slot_and_the_images_labels():
+    """stage1_patch_labels: patch p of a 4x4 grid gets the slot labels of its quadrant (row-major 2x2, "all") and the
+    image's background, count, landmark and glyph (LLaVA's default, "landmark", the last two); "none" (BLIP-2's)
+    adds no term and an unknown choice is refused."""
+    from mmedit_lib.backbones.train import ARCHITECTURE_DEFAULTS, TrainConfig, VisionHeads, _per_patch_labels
+    labels = {"present": torch.tensor([[1, 0, 1, 1]]), "color": torch.tensor([[4, -100, 2, 0]]),
+              "shape": torch.tensor([[1, -100, 3, 2]]), "size": torch.tensor([[0, -100, 1, 1]]),
+              "background": torch.tensor([2]), "count": torch.tensor([3]), "entity": torch.tensor([7]),
+              "glyph": torch.full((1, 36), -100)}
+    per_patch = _per_patch_labels(labels, 16)
+    quadrant_of = [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3]
+    assert per_patch["color"][0].tolist() == [[4, -100, 2, 0][q] for q in quadrant_of]
+    assert per_patch["present"][0].tolist() == [[1, 0, 1, 1][q] for q in quadrant_of]
+    assert per_patch["count"][0].tolist() == [3] * 16 and per_patch["entity"][0].tolist() == [7] * 16
+    assert per_patch["glyph"].shape == (1, 16, 36)
+    assert TrainConfig.for_family("llama", "llava").stage1_patch_labels == "landmark" == ARCHITECTURE_DEFAULTS[
+        "llava"]["stage1_patch_labels"]
+    assert TrainConfig.for_family("llama").stage1_patch_labels == "none"
+
+    torch.manual_seed(0)
+    heads = {k: VisionHeads(8, 10, dense=True, patch_labels=k) for k in ("none", "landmark", "all")}
+    for h in heads.values():
+        h.load_state_dict(heads["none"].state_dict())
+    batch = {**labels, "glyph": torch.randint(0, 2, (1, 36)), "patch": torch.zeros(1, 16, dtype=torch.long),
+             "patch_shape": torch.zeros(1, 16, dtype=torch.long)}
+    query, patches = torch.randn(1, 7, 8), torch.randn(1, 16, 8)
+    none, landmark, every = (heads[k].loss(query, patches, batch) for k in ("none", "landmark", "all"))
+    assert none < landmark < every
+    with pytest.raises(ValueError, match="stage1_patch_labels is one of none, landmark, all"):
+        VisionHeads(8, 10, dense=True, patch_labels="everything")

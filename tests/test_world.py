@@ -144,3 +144,21 @@ def test_stage1_labels_follow_the_scene_layout():
     assert labels["glyph"].tolist() == [cell for row in entity.pattern for cell in row]
     assert (patch_quadrant_shapes(EntityScene(entity, "tint"), 8) == IGNORE).all()
     assert (scene_labels(scene, {})["glyph"] == IGNORE).all()
+
+
+def test_patch_colour_labels_are_the_centre_pixel_at_8_px_and_reach_small_objects_at_16():
+    """The 8-px cells' centre pixels label every patch size: one pixel per 8-px patch, a vote of four at 16 px."""
+    import numpy as np
+    from mmedit_lib.world.facts import OBJECT_COLORS
+    from mmedit_lib.world.labels import COLOR_NAMES, patch_colors
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    red, blue = OBJECT_COLORS[COLOR_NAMES[0]], OBJECT_COLORS[COLOR_NAMES[1]]
+    image[10:15, 10:15] = red  # a small object off the 16-px patch centre (8, 8), on the 8-px centre (12, 12)
+    image[36, 36] = blue
+    image[44, 44] = blue
+    image[36, 44] = red  # patch (2, 2) at 16 px: two blue cells against one red
+    at8, at16 = patch_colors(image, 8), patch_colors(image, 16)
+    other = len(COLOR_NAMES)
+    assert at8.shape == (64,) and at8[1 * 8 + 1] == 0 and at8[0] == other
+    assert at8[4 * 8 + 4] == 1 and at8[5 * 8 + 5] == 1 and at8[4 * 8 + 5] == 0
+    assert at16.shape == (16,) and at16[0] == 0 and at16[2 * 4 + 2] == 1 and at16[1] == other
