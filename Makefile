@@ -44,7 +44,7 @@ world: setup
 	  $(PY) -m mmedit_lib world --out results/world/$$b --seed $(WORLD_SEED) --backbone $$b & pids="$$pids $$!"; done; \
 	for p in $$pids; do wait $$p || exit 1; done
 
-# Re-train the shipped tiny backbones (deterministic for a seed and thread count; 554 s, 556 s and ~700 s on 2 cores).
+# Re-train the shipped tiny backbones (deterministic for a seed and thread count; 554 s, 556 s and 540 s on 2 cores).
 backbones: setup
 	for b in $(BACKBONES); do $(PY) -m mmedit_lib --threads 2 train-backbone $$b --seed 0 || exit 1; done
 

@@ -94,3 +94,32 @@ def test_okedit_records_are_recognised(tmp_path):
     assert isinstance(record, OKEditRecord)
     assert record.rephrase_list == ["a", "b"] and record.extra == {"note": "kept"}
     assert "h.png" in record.image_paths() and "i.png" in record.image_paths()
+
+
+@pytest.mark.parametrize("metrics", [("t_gen", "t_loc"), ("rel", "m_loc", "t_gen"), ("rel", "bleu")])
+def test_a_benchmarks_metrics_are_checked_when_it_registers(metrics):
+    """Its metrics are among the five, in their order, and include rel (the edit itself)."""
+    import dataclasses
+    from mmedit_lib.data.benchmarks import BENCHMARKS, get_benchmark, register
+    mine = dataclasses.replace(get_benchmark("vqa"), name="vqa-mine", metrics=metrics)
+    with pytest.raises(ValueError, match="must be among"):
+        register(mine)
+    assert "vqa-mine" not in BENCHMARKS
+
+
+def test_probes_outside_or_short_of_a_benchmarks_metrics_are_one_clear_error(smoke_world, shipped, monkeypatch):
+    import dataclasses
+    from mmedit_lib.data import benchmarks
+    from mmedit_lib.runners.cases import load_cases
+    world, _ = smoke_world("tiny-blip2-opt")
+    bb = shipped("tiny-blip2-opt")
+    fewer = dataclasses.replace(benchmarks.BENCHMARKS["vqa"], metrics=("rel", "t_gen", "t_loc", "m_loc"))
+    monkeypatch.setitem(benchmarks.BENCHMARKS, "vqa", fewer)
+    with pytest.raises(ValueError, match=r"scores rel, t_gen, t_loc, m_loc: its probes\(\) gave a probe for m_gen"):
+        load_cases(bb, world, "vqa", n=2, seed=0)
+    short = dataclasses.replace(benchmarks.BENCHMARKS["vqa"], metrics=benchmarks.METRICS,
+                                probes=lambda build, rec: {k: v for k, v in benchmarks.mmedit_probes(build, rec).items()
+                                                           if k != "t_loc"})
+    monkeypatch.setitem(benchmarks.BENCHMARKS, "vqa", short)
+    with pytest.raises(ValueError, match="gave no t_loc probe"):
+        load_cases(bb, world, "vqa", n=2, seed=0)

@@ -114,7 +114,14 @@ def test_a_new_benchmark_is_one_file(toy, smoke_world, shipped):
     joint, vqa = ([json.loads(line) for line in path.read_text().splitlines()] for path in runs)
     assert [r["case_id"] for r in joint] == [r["case_id"] for r in vqa]  # the same records
     assert [r["rel"] for r in joint] == [r["rel"] for r in vqa]  # the same edits
-    assert [r["m_gen"] for r in joint] == [r["m_gen"] for r in vqa]
+    assert [r["t_loc"] for r in joint] == [r["t_loc"] for r in vqa]
+    # it scores no M-Gen: None in its rows, NaN in its summary (and in the HM, which needs M-Gen)
+    assert {r["m_gen"] for r in joint} == {None} and None not in [r["m_gen"] for r in vqa]
+    from mmedit_lib.metrics.aggregate import summarize
+    summary = summarize(joint, n_boot=50)
+    assert summary.loc[["m_gen", "hm"], "mean"].isna().all() and summary.loc[["rel", "t_gen", "t_loc"], "mean"].notna().all()
+    with pytest.raises(ValueError, match="some rows score m_gen and others do not"):
+        summarize(joint + vqa, n_boot=50)
     assert tracked_changes() == before
 
 

@@ -14,6 +14,8 @@ with `cross_task`) and the reports' dataset names read these objects. A benchmar
 
 Probes, per record (`probes(build, record)`, with `build` the case's `ProbeBuilder`): `rel` (the edit itself),
 `t_gen`, `m_gen`, `t_loc`, `m_loc`, each a `Query`; a metric may have several probes (`t_gen:1`, ...), averaged.
+`metrics` says which of the five a benchmark scores (`rel` always; default all): its `probes` give exactly those,
+and its rows hold `None` for the others, which tables show as NaN (`metrics.aggregate.summarize`).
 
 The embedded world: a benchmark with `world_cases(ctx, n, split)` (ctx a `world.cases.CaseContext`: the world, the
 backbone's answers, its competent question kinds, the image store) gets `<world>/<name>/<split>.json` written by
@@ -27,6 +29,7 @@ import dataclasses
 from typing import Callable
 
 from .. import plugins
+from ..metrics.aggregate import METRICS
 from ..world.cases import caption_world_cases, okedit_world_cases, vqa_world_cases
 from .records import MMEditRecord, OKEditRecord
 
@@ -81,6 +84,7 @@ class Benchmark:
     world_sizes: dict = dataclasses.field(default_factory=dict)  # split -> cases the world gets
     smoke_sizes: dict = dataclasses.field(default_factory=dict)  # split -> cases the small (smoke) world gets
     category_key: str = "kind"  # the record field cases.json counts cases by
+    metrics: tuple[str, ...] = METRICS  # the row metrics it scores, in METRICS' order, rel among them
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
@@ -90,6 +94,10 @@ def register(benchmark: Benchmark) -> Benchmark:
     """Add `benchmark` (ValueError when another one has its name, or its name is a setting's)."""
     if not isinstance(benchmark, Benchmark):
         raise TypeError(f"register takes a Benchmark, got {type(benchmark).__name__}")
+    if "rel" not in benchmark.metrics or list(benchmark.metrics) != [m for m in METRICS if m in benchmark.metrics] \
+            or not set(benchmark.metrics) <= set(METRICS):
+        raise ValueError(f"benchmark {benchmark.name!r}: metrics {benchmark.metrics} must be among {METRICS}, in that "
+                         f"order, with rel")
     if benchmark.name == "cross-task":
         raise ValueError("'cross-task' names the setting that mixes benchmarks, not a benchmark")
     if benchmark.name in BENCHMARKS and BENCHMARKS[benchmark.name] is not benchmark:

@@ -104,9 +104,12 @@ def record_case(bb: Backbone, rec, task: str, index: int, root: Path, split: str
     edit = Query(image, prompt(rec.src), rec.alt)
     build = ProbeBuilder(image, pixels, lambda path: pixels(path, rephrase_root), prompt, bb.vqa_prompt, Query)
     probes = {"rel": edit, **benchmark.probes(build, rec)}  # in metric order: rel, t_gen, m_gen, t_loc, m_loc
-    missing = [m for m in ("t_gen", "m_gen", "t_loc", "m_loc") if m not in probes]
-    if missing:
-        raise ValueError(f"benchmark {task}: its probes() gave no {', '.join(missing)} probe")
+    missing = [m for m in benchmark.metrics if m not in probes]
+    extra = sorted({metric_of(p) for p in probes} - set(benchmark.metrics))
+    if missing or extra:
+        raise ValueError(f"benchmark {task} scores {', '.join(benchmark.metrics)}: its probes() gave "
+                         + "; ".join(([f"no {', '.join(missing)} probe"] if missing else [])
+                                     + ([f"a probe for {', '.join(extra)}"] if extra else [])))
     train = training_rephrase(rec, task)
     request = EditRequest(edit, rec, case_id, train_prompt=prompt(train) if train else "")
     return Case(case_id, task, request, probes)

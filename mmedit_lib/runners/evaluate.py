@@ -44,7 +44,8 @@ def locality_reference(bb: Backbone, cases: list[Case], protocol: str,
 @torch.no_grad()
 def evaluate_cases(bb: Backbone, cases: list[Case], reference: dict, accuracy_protocol: str,
                    locality_protocol: str, max_batch: int = MAX_BATCH) -> list[dict[str, float]]:
-    """Per case, rel / t_gen / m_gen / t_loc / m_loc in [0, 1] under the two named protocols."""
+    """Per case, rel / t_gen / m_gen / t_loc / m_loc in [0, 1] under the two named protocols (None for a metric
+    the case has no probe for: its benchmark does not score it)."""
     names = [(i, p) for i, c in enumerate(cases) for p in c.probes
              if metric_of(p) in ACCURACY_PROBES + LOCALITY_PROBES]
     if accuracy_protocol == "gen-exact":  # accuracy from greedy answers; one teacher-forced pass for locality
@@ -72,4 +73,6 @@ def evaluate_cases(bb: Backbone, cases: list[Case], reference: dict, accuracy_pr
     grouped: list[dict[str, list[float]]] = [{} for _ in cases]
     for (i, probe), value in per_probe.items():
         grouped[i].setdefault(metric_of(probe), []).append(value)
-    return [{m: sum(row[m]) / len(row[m]) for m in ACCURACY_PROBES + LOCALITY_PROBES} for row in grouped]
+    # a metric the case's benchmark does not score (no probe for it) is None
+    return [{m: sum(row[m]) / len(row[m]) if m in row else None for m in ACCURACY_PROBES + LOCALITY_PROBES}
+            for row in grouped]
