@@ -162,3 +162,5 @@ def test_patch_colour_labels_are_the_centre_pixel_at_8_px_and_reach_small_object
     assert at8.shape == (64,) and at8[1 * 8 + 1] == 0 and at8[0] == other
     assert at8[4 * 8 + 4] == 1 and at8[5 * 8 + 5] == 1 and at8[4 * 8 + 5] == 0
     assert at16.shape == (16,) and at16[0] == 0 and at16[2 * 4 + 2] == 1 and at16[1] == other
+    with pytest.raises(ValueError, match="multiple of 8, not 12"):
+        patch_colors(image, 12)

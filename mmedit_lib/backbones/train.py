@@ -61,8 +61,8 @@ class TrainConfig:
     stage1_dense_labels: bool = True  # per-patch quadrant shape and per-query glyph cells besides the class labels
     stage1_patch_labels: str = "none"  # which summary labels every patch learns too: "none", "landmark" (queries
     #                                    5-6's identity and glyph cells) or "all" (also its quadrant's slot labels and
-    #                                    the background and count); "all" for LLaVA, whose language model reads the
-    #                                    patches themselves (see _stage1_outputs)
+    #                                    the background and count); "landmark" for LLaVA, whose language model reads
+    #                                    the patches themselves (ARCHITECTURE_DEFAULTS)
     stage2_epochs: float = 1.0
     stage2_tokens_per_batch: int = 1024  # more, smaller steps: copying emerges with optimizer steps (measured)
     knowledge_share: float = 0.78  # phase A: this share of the short (VQA/caption/text) examples, alone
@@ -93,7 +93,8 @@ class TrainConfig:
         if not 0.0 <= self.opt_position_offsets <= 1.0:
             raise ValueError(f"opt_position_offsets is a share of examples, in [0, 1]; got {self.opt_position_offsets}")
         if self.stage1_patch_labels not in PATCH_LABELS:
-            raise ValueError(f"stage1_patch_labels is one of {', '.join(PATCH_LABELS)}; got {self.stage1_patch_labels!r}")
+            raise ValueError(f"stage1_patch_labels is one of {', '.join(PATCH_LABELS)}; "
+                             f"got {self.stage1_patch_labels!r}")
         if self.prompt_loss_weight < 0:
             raise ValueError(f"prompt_loss_weight weighs a loss, it cannot be negative; got {self.prompt_loss_weight}")
 
