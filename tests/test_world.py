@@ -152,11 +152,11 @@ def test_patch_colour_labels_are_the_centre_pixel_at_8_px_and_reach_small_object
     from mmedit_lib.world.facts import OBJECT_COLORS
     from mmedit_lib.world.labels import COLOR_NAMES, patch_colors
     image = np.zeros((64, 64, 3), dtype=np.uint8)
-    red, blue = OBJECT_COLORS[COLOR_NAMES[0]], OBJECT_COLORS[COLOR_NAMES[1]]
-    image[10:15, 10:15] = red  # a small object off the 16-px patch centre (8, 8), on the 8-px centre (12, 12)
-    image[36, 36] = blue
-    image[44, 44] = blue
-    image[36, 44] = red  # patch (2, 2) at 16 px: two blue cells against one red
+    first, second = OBJECT_COLORS[COLOR_NAMES[0]], OBJECT_COLORS[COLOR_NAMES[1]]  # colour classes 0 and 1
+    image[10:15, 10:15] = first  # a small object off the 16-px patch centre (8, 8), on the 8-px centre (12, 12)
+    image[36, 36] = second
+    image[44, 44] = second
+    image[36, 44] = first  # patch (2, 2) at 16 px: two cells of colour 1 against one of colour 0
     at8, at16 = patch_colors(image, 8), patch_colors(image, 16)
     other = len(COLOR_NAMES)
     assert at8.shape == (64,) and at8[1 * 8 + 1] == 0 and at8[0] == other
