@@ -41,7 +41,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..world.corpus import CORPUS_EXAMPLES, CORPUS_IMAGES, make_corpus, vocabulary
-from ..world.labels import IGNORE, LABEL_SIZES, patch_colors, patch_quadrant_shapes, scene_labels
+from ..world.labels import (IGNORE, LABEL_SIZES, patch_colors, patch_quadrant_shapes, patch_quadrants,
+                             scene_labels)
 from ..world.render import render
 from ..world.world import World
 from .architectures import architecture_of
@@ -92,9 +93,7 @@ class TrainConfig:
                              "has none (rotary positions are relative)")
         if not 0.0 <= self.opt_position_offsets <= 1.0:
             raise ValueError(f"opt_position_offsets is a share of examples, in [0, 1]; got {self.opt_position_offsets}")
-        if self.stage1_patch_labels not in PATCH_LABELS:
-            raise ValueError(f"stage1_patch_labels is one of {', '.join(PATCH_LABELS)}; "
-                             f"got {self.stage1_patch_labels!r}")
+        check_patch_labels(self.stage1_patch_labels)
         if self.prompt_loss_weight < 0:
             raise ValueError(f"prompt_loss_weight weighs a loss, it cannot be negative; got {self.prompt_loss_weight}")
 
@@ -217,8 +216,7 @@ def sincos_positions_2d(grid: int, dim: int) -> torch.Tensor:
 class VisionHeads(nn.Module):
     def __init__(self, hidden: int, n_entities: int, dense: bool, patch_labels: str = "none"):
         super().__init__()
-        if patch_labels not in PATCH_LABELS:
-            raise ValueError(f"stage1_patch_labels is one of {', '.join(PATCH_LABELS)}; got {patch_labels!r}")
+        check_patch_labels(patch_labels)
         self.dense = dense
         self.patch_labels = patch_labels
         self.slot = nn.Linear(hidden, sum(LABEL_SIZES[k] for k in SLOT_LABELS))
@@ -270,6 +268,11 @@ SLOT_LABELS = ("present", "color", "shape", "size")
 PATCH_LABELS = ("none", "landmark", "all")
 
 
+def check_patch_labels(choice: str) -> None:
+    if choice not in PATCH_LABELS:
+        raise ValueError(f"stage1_patch_labels is one of {', '.join(PATCH_LABELS)}; got {choice!r}")
+
+
 def _ce(logits, y):
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
 
@@ -277,9 +280,7 @@ def _ce(logits, y):
 def _per_patch_labels(labels: dict, n_patches: int) -> dict:
     """The summary labels as every patch of a square row-major grid learns them: a slot's labels on the patches of
     its quadrant (row-major 2x2), the image's on every patch."""
-    grid = math.isqrt(n_patches)
-    rows, cols = torch.div(torch.arange(n_patches), grid, rounding_mode="floor"), torch.arange(n_patches) % grid
-    quadrant = ((rows * 2 // grid) * 2 + cols * 2 // grid).to(labels["entity"].device)
+    quadrant = torch.from_numpy(patch_quadrants(math.isqrt(n_patches))).to(labels["entity"].device)
     out = {k: labels[k][:, quadrant] for k in SLOT_LABELS}
     out.update({k: labels[k].unsqueeze(1).expand(-1, n_patches) for k in ("background", "count", "entity")})
     out["glyph"] = labels["glyph"].unsqueeze(1).expand(-1, n_patches, -1)

@@ -20,7 +20,10 @@ N_BOOTSTRAP = 1000
 
 
 def harmonic_mean(values) -> float:
+    """NaN when a score is missing (NaN: a metric the benchmark does not score)."""
     values = np.asarray(values, dtype=float)
+    if np.any(np.isnan(values)):
+        return float("nan")
     if np.any(values < 0):
         raise ValueError("the harmonic mean takes non-negative scores")
     if np.any(values == 0):
@@ -88,17 +91,12 @@ def resampling_groups(rows: list[dict], by: str):
     return None if by == "case" else [r["group"] for r in rows]
 
 
-def scored_metrics(rows: list[dict]) -> tuple[str, ...]:
-    """The metrics the rows score (a benchmark's `metrics`: the others are None in every row); ValueError when some
-    rows score a metric and others do not."""
-    scored = []
+def check_one_metric_set(rows: list[dict]) -> None:
+    """ValueError when some rows score a metric and others do not (a benchmark's rows hold None, in every row, for
+    the metrics it does not score)."""
     for metric in METRICS:
-        have = {r[metric] is not None for r in rows}
-        if len(have) > 1:
+        if len({r[metric] is None for r in rows}) > 1:
             raise ValueError(f"some rows score {metric} and others do not: aggregate each benchmark separately")
-        if have == {True}:
-            scored.append(metric)
-    return tuple(scored)
 
 
 def summarize(rows: list[dict], hm_locality: str = "m_loc", n_boot: int = N_BOOTSTRAP, seed: int = 0,
@@ -106,28 +104,19 @@ def summarize(rows: list[dict], hm_locality: str = "m_loc", n_boot: int = N_BOOT
     """Per metric (rel, t_gen, m_gen, t_loc, m_loc, hm): mean and 95% CI, in percent by default. The CI resamples
     cases (`by="case"`) or whole sequences (`by="group"`, for sequential and cross-task runs). A metric the rows'
     benchmark does not score is NaN, and so is `hm` when it needs one."""
-    if hm_locality not in HM_LOCALITY:
-        raise ValueError(f"hm_locality is one of {HM_LOCALITY}; got {hm_locality!r}")
     check_one_protocol(rows)
+    check_one_metric_set(rows)
     groups = resampling_groups(rows, by)
-    scored = scored_metrics(rows)
-    matrix = np.array([[r[m] for m in METRICS] for r in rows], dtype=float) * scale  # None -> NaN
+    matrix = np.array([[r[m] for m in METRICS] for r in rows], dtype=float) * scale  # None (not scored) -> NaN
     out = {}
     for j, metric in enumerate(METRICS):
-        if metric not in scored:
-            out[metric] = (np.nan, np.nan, np.nan)
-            continue
         low, high = bootstrap_ci(matrix[:, j], n_boot=n_boot, seed=seed, groups=groups)
         out[metric] = (matrix[:, j].mean(), low, high)
 
     def hm_stat(block):
         return hm_from_means(dict(zip(METRICS, block.mean(0))), hm_locality)
-    hm_needs = {"t_gen", "m_gen", *(("t_loc", "m_loc") if hm_locality == "mean" else (hm_locality,))}
-    if hm_needs <= set(scored):
-        low, high = bootstrap_ci(matrix, hm_stat, n_boot=n_boot, seed=seed, groups=groups)
-        out["hm"] = (hm_stat(matrix), low, high)
-    else:
-        out["hm"] = (np.nan, np.nan, np.nan)
+    low, high = bootstrap_ci(matrix, hm_stat, n_boot=n_boot, seed=seed, groups=groups)
+    out["hm"] = (hm_stat(matrix), low, high)
     frame = pd.DataFrame(out, index=["mean", "ci_low", "ci_high"]).T
     frame["n"] = len(rows)
     return frame
@@ -144,12 +133,8 @@ def summarize_with_averages(rows: list[dict], n_boot: int = N_BOOTSTRAP, seed: i
         >>> summarize_with_averages(rows).loc["locality", "mean"]                      # doctest: +SKIP
     """
     frame = summarize(rows, n_boot=n_boot, seed=seed, scale=scale, by=by)
-    scored = scored_metrics(rows)
     for name, parts in AVERAGES.items():
-        if not set(parts) <= set(scored):
-            frame.loc[name] = [np.nan, np.nan, np.nan, len(rows)]
-            continue
-        values = np.array([np.mean([r[p] for p in parts]) for r in rows], dtype=float) * scale
+        values = np.array([np.mean(np.array([r[p] for p in parts], dtype=float)) for r in rows]) * scale
         low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed, groups=resampling_groups(rows, by))
         frame.loc[name] = [values.mean(), low, high, len(rows)]
     return frame

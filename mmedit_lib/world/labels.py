@@ -72,5 +72,10 @@ def patch_quadrant_shapes(scene, grid: int) -> np.ndarray:
     by_slot = np.full(4, len(SHAPES), dtype=np.int64)
     for o in scene.objects:
         by_slot[o.slot] = SHAPES.index(o.shape)
+    return by_slot[patch_quadrants(grid)]
+
+
+def patch_quadrants(grid: int) -> np.ndarray:
+    """The grid slot (the quadrant, row-major 2x2) of each patch of a `grid` x `grid` row-major patch grid."""
     rows, cols = np.divmod(np.arange(grid * grid), grid)
-    return by_slot[(rows * 2 // grid) * 2 + cols * 2 // grid]
+    return (rows * 2 // grid) * 2 + cols * 2 // grid
